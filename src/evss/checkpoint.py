@@ -1,0 +1,201 @@
+"""Saving and loading weights, safely.
+
+evss checkpoints are single safetensors files whose metadata carries the ``EVSSConfig`` as JSON,
+so a checkpoint rebuilds its own model. The authors' ``.pth`` files (``csrnet_*_best.pth``,
+``flownet.pth``, full ``evss_*_best.pth``) load through ``torch.load(weights_only=True)``: tensors
+and plain containers only, never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from evss.config import EVSSConfig, build_model, config_from_json, preset, to_dict
+from evss.errors import CheckpointError, ConfigError
+from evss.models.evss import EVSSNet
+
+FORMAT = "evss-checkpoint"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def builtin_weights() -> dict[str, Path]:
+    """Built-in weights shipped inside the package, by name."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(path: str | Path, model: nn.Module, config: EVSSConfig, *, half: bool = False,
+               extra: Mapping[str, str] | None = None) -> Path:
+    """Write ``model``'s state_dict (fp16 floats if ``half``) with its config in the metadata."""
+    path = Path(path)
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "version": "1", "config": json.dumps(to_dict(config)), **(extra or {})}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    return path
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def resolve_weights(name_or_path: str | Path) -> Path:
+    builtin = builtin_weights()
+    if str(name_or_path) in builtin:
+        return builtin[str(name_or_path)]
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise CheckpointError(f"weights {name_or_path!r}: no such file and not a built-in name "
+                              f"(built-in: {sorted(builtin) or 'none'})")
+    return p
+
+
+def load_model(name_or_path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[EVSSNet, EVSSConfig]:
+    """Rebuild an ``EVSSNet`` from an evss checkpoint (built-in name or path), float32, eval mode."""
+    path = resolve_weights(name_or_path)
+    if path.suffix in (".pth", ".pt", ".tar"):
+        return load_official_model(path)
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: a safetensors file without an evss config in its metadata")
+    try:
+        config = config_from_json(json.loads(meta["config"]), where=f"{path} (config)")
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: bad embedded config: {exc}") from None
+    model = build_model(config)
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read tensors ({exc})") from None
+    load_state_checked(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    return model.eval(), config
+
+
+def load_state_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                       *, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Strict ``load_state_dict`` whose error names the missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        def cut(items: list[str]) -> str:
+            return ", ".join(items[:6]) + (f" ... ({len(items)} in all)" if len(items) > 6 else "")
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {cut(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {cut(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches: {cut(shapes)}")
+        raise CheckpointError(f"{source} does not fit {type(module).__name__} (another architecture, width or "
+                              f"class count?): " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+# ---- the authors' .pth files ---------------------------------------------------------------
+
+def read_official(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat state_dict from an official .pth file, with ``module.`` prefixes stripped.
+
+    ``weights_only=True`` refuses any pickle that would build objects other than tensors and
+    plain containers, so a crafted file cannot run code here.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: the file holds pickled objects other than tensors "
+                              f"(unsafe to unpickle). Detail: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state_dict of tensors")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def split_official(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> dict[str, dict[str, torch.Tensor]]:
+    """Group an official state_dict into ``csrnet`` / ``flownet`` / ``conet`` parts.
+
+    Standalone CSRNet files start with ``backbone.``/``logits.``; standalone FlowNet files with
+    ``conv1.0``/``predict_flow``; full EVSS files carry ``csrnet.*``, ``flownet.*``, ``conet.*``
+    and ``resnet.*``, the last a duplicate of ``csrnet.backbone.*`` that is checked and dropped.
+    """
+    keys = list(state)
+    if any(k.startswith(("csrnet.", "flownet.", "conet.")) for k in keys):
+        parts: dict[str, dict[str, torch.Tensor]] = {"csrnet": {}, "flownet": {}, "conet": {}}
+        for k, v in state.items():
+            head, _, rest = k.partition(".")
+            if head in parts:
+                parts[head][rest] = v
+            elif head == "resnet":
+                twin = state.get(f"csrnet.backbone.{rest}")
+                if twin is not None and (twin.shape != v.shape or not torch.equal(twin, v)):
+                    raise CheckpointError(f"{source}: resnet.{rest} differs from csrnet.backbone.{rest}")
+            else:
+                raise CheckpointError(f"{source}: unexpected top-level key {k!r} in a full EVSS checkpoint")
+        return {k: v for k, v in parts.items() if v}
+    if any(k.startswith(("backbone.", "logits.")) for k in keys):
+        return {"csrnet": dict(state)}
+    if any(k.startswith(("predict_flow", "upsample_flow")) for k in keys):
+        return {"flownet": dict(state)}
+    if any(k.startswith(("predict_cc", "edge_layer")) for k in keys):
+        return {"conet": dict(state)}
+    raise CheckpointError(f"{source}: keys look like none of CSRNet, FlowNet, CoNet or a full EVSS checkpoint "
+                          f"(first keys: {keys[:3]})")
+
+
+def load_official_model(*paths: str | Path, config: EVSSConfig | None = None) -> tuple[EVSSNet, EVSSConfig]:
+    """Build the ``official`` preset and fill it from the authors' files.
+
+    Pass a CSRNet file (+ optionally ``flownet.pth``), or one full EVSS checkpoint. The class
+    count is read from ``logits.conv.weight``. Parts not given keep their fresh initialisation.
+    """
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for p in paths:
+        for name, sd in split_official(read_official(p), str(p)).items():
+            parts[name] = sd
+    if config is None:
+        if "csrnet" not in parts:
+            raise CheckpointError(f"{', '.join(map(str, paths))}: no CSRNet weights; the class count is unknown")
+        c = int(parts["csrnet"]["logits.conv.weight"].shape[0])
+        config = preset("official", num_classes=c, label_space="cityscapes" if c == 19 else "camvid")
+    model = build_model(config)
+    targets = {"csrnet": model.backbone, "flownet": model.flow, "conet": model.correction}
+    for name, sd in parts.items():
+        load_state_checked(targets[name], {k: v.float() if v.is_floating_point() else v for k, v in sd.items()},
+                           f"{name} weights from {', '.join(map(str, paths))}")
+    return model.eval(), config

@@ -1,0 +1,147 @@
+"""Model configuration: one frozen dataclass tree, saved into every checkpoint.
+
+``EVSSConfig`` holds the parts' configs; ``build_model(config)`` builds an ``EVSSNet`` from it.
+Named presets:
+
+* ``paper``: the paper's networks (CSRNet-R18, FlowNet, CoNet at width 1, w_f = 0.5).
+* ``official``: the authors' code (CoNet ``variant="official"``, w_f = 0.2); loads their files.
+* ``light``: half width everywhere, for CPU use.
+* ``tiny``: 1/8 width, for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evss.errors import ConfigError
+from evss.models.backbone import BackboneConfig, CSRNet
+from evss.models.correction import CoNet, CoNetConfig
+from evss.models.distortion import DistortionConfig
+from evss.models.evss import EVSSNet
+from evss.models.flow import FlowConfig, FlowNet
+
+
+@dataclass(frozen=True)
+class EVSSConfig:
+    name: str = "paper"
+    num_classes: int = 19
+    label_space: str = "cityscapes"  # "cityscapes" | "camvid" (also SynthDrive's)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    correction: CoNetConfig = field(default_factory=CoNetConfig)
+    distortion: DistortionConfig = field(default_factory=DistortionConfig)
+    freeze_flow: bool = False  # Table IV "FlowNet fixed"
+
+    def __post_init__(self) -> None:
+        if self.backbone.num_classes != self.num_classes or self.correction.num_classes != self.num_classes:
+            raise ConfigError(f"config {self.name!r}: num_classes {self.num_classes} but backbone has "
+                              f"{self.backbone.num_classes} and CoNet {self.correction.num_classes}")
+
+
+def preset(name: str, *, num_classes: int | None = None, label_space: str | None = None) -> EVSSConfig:
+    """A named preset; ``num_classes``/``label_space`` default to CamVid-11 except for paper/official."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    width, variant, w_f, default_space = PRESETS[name]
+    space = label_space or default_space
+    c = num_classes or (19 if space == "cityscapes" else 11)
+    return EVSSConfig(
+        name=name, num_classes=c, label_space=space,
+        backbone=BackboneConfig(num_classes=c, width=width),
+        flow=FlowConfig(width=width),
+        correction=CoNetConfig(num_classes=c, width=width, variant=variant),
+        distortion=DistortionConfig(w_f=w_f))
+
+
+# name -> (width, CoNet variant, w_f, default label space)
+PRESETS: dict[str, tuple[float, str, float, str]] = {
+    "paper": (1.0, "paper", 0.5, "cityscapes"),
+    "official": (1.0, "official", 0.2, "cityscapes"),
+    "light": (0.5, "paper", 0.5, "camvid"),
+    "tiny": (0.125, "paper", 0.5, "camvid"),
+}
+
+
+def build_model(config: EVSSConfig) -> EVSSNet:
+    return EVSSNet(backbone=CSRNet.from_config(config.backbone), flow=FlowNet.from_config(config.flow),
+                   correction=CoNet.from_config(config.correction), distortion=config.distortion,
+                   freeze_flow=config.freeze_flow)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where=where)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not match {hint}")
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is type(None) and value is None:
+        return None
+    if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {type(value).__name__} {value!r}")
+
+
+def from_dict(cls: type, data: Any, *, where: str = "config") -> Any:
+    """Rebuild a (nested) frozen dataclass from JSON data; unknown keys and wrong types are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: str | Path) -> EVSSConfig:
+    """A preset name or a JSON file (a full EVSSConfig, or ``{"preset": name, ...overrides}``)."""
+    p = Path(path)
+    if not p.suffix and str(path) in PRESETS:
+        return preset(str(path))
+    if not p.is_file():
+        raise ConfigError(f"config {path}: no such file and not a preset ({sorted(PRESETS)})")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {p}: not valid JSON ({exc})") from None
+    return config_from_json(data, where=str(p))
+
+
+def config_from_json(data: Any, *, where: str = "config") -> EVSSConfig:
+    if isinstance(data, dict) and "preset" in data:
+        base = to_dict(preset(data["preset"], num_classes=data.get("num_classes"),
+                              label_space=data.get("label_space")))
+        _merge(base, {k: v for k, v in data.items() if k != "preset"})
+        data = base
+    return from_dict(EVSSConfig, data, where=where)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v

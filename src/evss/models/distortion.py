@@ -1,0 +1,49 @@
+"""Distortion maps and distortion map-guided fusion (Sec. III-D, Eqs. 3-5).
+
+All maps are (N, 1, h, w) floats in [0, 1] on the grid of the features they gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+MODES = ("fine", "coarse", "edge")
+
+
+@dataclass(frozen=True)
+class DistortionConfig:
+    w_f: float = 0.5  # Eq. (4) weight of the coarse map; the paper's 0.5, the authors' code 0.2
+    mode: str = "fine"  # "fine" | "coarse" (Table IV "M^c only") | "edge" (Table IV "M^e only")
+    use_warped: bool = True  # False: Table IV "w/o the warped features" (F^m = M^f * F^u)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"distortion mode {self.mode!r} is not one of {MODES}")
+        if not 0.0 <= self.w_f <= 1.0:
+            raise ValueError(f"w_f must lie in [0, 1], got {self.w_f}")
+
+
+def coarse_map(warped_logits: torch.Tensor, key_pred: torch.Tensor) -> torch.Tensor:
+    """Eq. (3): 1 where argmax of the warped features differs from the keyframe prediction.
+
+    warped_logits (N, C, h, w), key_pred (N, h, w) long -> (N, 1, h, w) float, binary.
+    """
+    return (warped_logits.argmax(dim=1) != key_pred).unsqueeze(1).to(warped_logits.dtype)
+
+
+def fine_map(coarse: torch.Tensor, edge: torch.Tensor, config: DistortionConfig) -> torch.Tensor:
+    """Eq. (4): M^f = w_f M^c + (1 - w_f) M^e, or one of the two maps alone (Table IV)."""
+    if config.mode == "coarse":
+        return coarse
+    if config.mode == "edge":
+        return edge
+    return config.w_f * coarse + (1.0 - config.w_f) * edge
+
+
+def fuse(warped: torch.Tensor, updated: torch.Tensor, fine: torch.Tensor, config: DistortionConfig) -> torch.Tensor:
+    """Eq. (5): F^m = (1 - M^f) * F^w + M^f * F^u, the Hadamard products broadcast over channels."""
+    if not config.use_warped:
+        return fine * updated  # Table IV: the warped features are blocked from the merge
+    return (1.0 - fine) * warped + fine * updated  # (N, C, h, w)

@@ -1,0 +1,80 @@
+"""EVSSNet: the training-time composition of N_backb, N_flow, CoNet and the distortion maps.
+
+One forward pass takes a pair (I_k, I_i) and returns every intermediate that the four losses of
+Eq. (6) and the Table IV ablations need. The backbone is frozen (Sec. IV-A): it runs in eval mode
+without gradients whatever mode the rest of the model is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from evss.models.correction import CoNet
+from evss.models.distortion import DistortionConfig, coarse_map, fine_map, fuse
+from evss.models.flow import FlowEstimator
+from evss.models.warp import warp
+
+
+@dataclass
+class EVSSOutput:
+    """All tensors at the 1/4 grid (h = ceil(H/4), w = ceil(W/4))."""
+
+    key_logits: torch.Tensor  # (N, C, h, w)  F^b_k, the keyframe features
+    flow: torch.Tensor  # (N, 2, h, w)  O_{i->k}, backward flow in 1/4-grid pixels
+    warped_logits: torch.Tensor  # (N, C, h, w)  F^w_{k->i}, Eq. (1)
+    updated_logits: torch.Tensor  # (N, C, h, w)  F^u_i, Eq. (2)
+    edge_scores: torch.Tensor  # (N, 1|2, h, w) raw N_edge output
+    edge_map: torch.Tensor  # (N, 1, h, w)  M^e_i in [0, 1]
+    coarse_map: torch.Tensor  # (N, 1, h, w)  M^c_{k->i}, Eq. (3)
+    fine_map: torch.Tensor  # (N, 1, h, w)  M^f_{k->i}, Eq. (4)
+    merged_logits: torch.Tensor  # (N, C, h, w)  F^m_i, Eq. (5)
+
+
+def rectify(*, correction: CoNet, distortion: DistortionConfig, image: torch.Tensor,
+            warped: torch.Tensor, key_pred: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Lines 9-15 of Algorithm 1 for one non-keyframe; shared by training and streaming."""
+    updated, edge_scores = correction(image, warped)  # (N, C, h, w), (N, 1|2, h, w)
+    edge = correction.edge_probability(edge_scores)  # (N, 1, h, w)
+    coarse = coarse_map(warped, key_pred)  # (N, 1, h, w)
+    fine = fine_map(coarse, edge, distortion)  # (N, 1, h, w)
+    merged = fuse(warped, updated, fine, distortion)  # (N, C, h, w)
+    return {"updated_logits": updated, "edge_scores": edge_scores, "edge_map": edge,
+            "coarse_map": coarse, "fine_map": fine, "merged_logits": merged}
+
+
+class EVSSNet(nn.Module):
+    """(I_k, I_i) -> EVSSOutput. Parts are passed in; see ``evss.config.build_model``."""
+
+    def __init__(self, *, backbone: nn.Module, flow: nn.Module, correction: CoNet,
+                 distortion: DistortionConfig = DistortionConfig(), freeze_flow: bool = False) -> None:
+        super().__init__()
+        if getattr(backbone, "num_classes", correction.num_classes) != correction.num_classes:
+            raise ValueError(f"backbone predicts {backbone.num_classes} classes, CoNet {correction.num_classes}")
+        self.backbone = backbone
+        self.flow = flow
+        self.correction = correction
+        self.distortion = distortion
+        self.freeze_flow = freeze_flow  # Table IV "FlowNet fixed"
+        self.backbone.requires_grad_(False)
+        if freeze_flow:
+            self.flow.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "EVSSNet":
+        super().train(mode)
+        self.backbone.eval()  # frozen BN statistics too
+        if self.freeze_flow:
+            self.flow.eval()
+        return self
+
+    def forward(self, key_image: torch.Tensor, image: torch.Tensor) -> EVSSOutput:
+        with torch.no_grad():
+            key_logits = self.backbone(key_image)  # (N, C, h, w)
+        key_pred = key_logits.argmax(dim=1)  # (N, h, w)  P_k
+        flow = self.flow(key_image, image)  # (N, 2, h, w)
+        warped = warp(key_logits, flow)  # (N, C, h, w)  Eq. (1)
+        parts = rectify(correction=self.correction, distortion=self.distortion, image=image,
+                        warped=warped, key_pred=key_pred)
+        return EVSSOutput(key_logits=key_logits, flow=flow, warped_logits=warped, **parts)
