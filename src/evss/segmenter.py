@@ -1,0 +1,243 @@
+"""VideoSegmenter: streaming Algorithm 1 over a sequence of frames.
+
+The networks hold no state; everything that carries from one frame to the next (the propagated
+features F_k, the prediction P_k, the reference image I_k, the keyframe counter) lives in this
+object, so ``reset()`` starts a new video and memory does not grow with video length.
+
+Three modes share the same code path, since two of them are the paper's baselines:
+
+* ``"evss"``: Algorithm 1 (warp, correct with CoNet, fuse under the fine distortion map).
+* ``"warp_only"``: DFF-style propagation without correction (lines 8 and 18 only).
+* ``"per_frame"``: the backbone on every frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evss.errors import EvssError
+from evss.models.distortion import coarse_map, fine_map, fuse
+from evss.models.evss import EVSSNet, rectify
+from evss.models.flow import FlowEstimator
+from evss.models.warp import warp
+
+MODES = ("evss", "warp_only", "per_frame")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    mode: str = "evss"
+    keyframe_interval: int = 5  # a keyframe every n frames (n = 1: every frame is a keyframe)
+    pad_multiple: int = 32  # frames are edge-padded to a multiple of this, predictions cropped back
+    # Algorithm 1 line 19 updates P_k <- P_i ("previous"); the authors' test script compares with
+    # the keyframe's own prediction after several warps ("keyframe"), reference §11.
+    coarse_reference: str = "previous"
+    # "quarter": fuse at the 1/4 grid and upsample the merged logits (Sec. III); "full": upsample
+    # every part first and fuse at full resolution, as the authors' test script does.
+    merge_resolution: str = "quarter"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise EvssError(f"segmenter mode {self.mode!r} is not one of {MODES}")
+        if self.keyframe_interval < 1:
+            raise EvssError(f"keyframe interval must be >= 1, got {self.keyframe_interval}")
+        if self.pad_multiple < 1:
+            raise EvssError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
+        if self.coarse_reference not in ("previous", "keyframe"):
+            raise EvssError(f"coarse_reference {self.coarse_reference!r} is not 'previous' or 'keyframe'")
+        if self.merge_resolution not in ("quarter", "full"):
+            raise EvssError(f"merge_resolution {self.merge_resolution!r} is not 'quarter' or 'full'")
+
+
+class KeyframePolicy(Protocol):
+    """Decides whether frame ``index`` starts a new keyframe; ``since_key`` counts frames since it."""
+
+    def __call__(self, *, index: int, since_key: int, last: "FrameResult | None") -> bool: ...
+
+
+@dataclass(frozen=True)
+class FixedInterval:
+    interval: int
+
+    def __call__(self, *, index: int, since_key: int, last: "FrameResult | None") -> bool:
+        return since_key >= self.interval
+
+
+@dataclass
+class FrameResult:
+    index: int
+    labels: np.ndarray  # (H, W) uint8 class ids at input resolution
+    is_keyframe: bool
+    seconds: float  # wall time of this frame's networks and fusion
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # coarse/edge/fine (H, W) float32 in [0, 1]
+    warped_labels: np.ndarray | None = None  # (H, W) uint8 argmax of the warped features
+    fine_mean: float | None = None  # mean of the fine distortion map (for adaptive keyframes)
+
+
+def to_tensor(frame: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB or (3, H, W) float in [0, 1] -> (1, 3, H, W) on ``device``."""
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise EvssError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).to(device=device, dtype=dtype) / 255.0
+    else:
+        if frame.dim() != 3 or frame.shape[0] != 3:
+            raise EvssError(f"expected a (3, H, W) float frame in [0, 1], got {tuple(frame.shape)}")
+        t = frame.to(device=device, dtype=dtype)
+    return t.unsqueeze(0)  # (1, 3, H, W)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Edge-replicate the bottom/right so H and W are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    # replicate padding needs at least one pixel; for a 1-pixel side it repeats that pixel.
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+class VideoSegmenter:
+    """Streams frames through Algorithm 1 and yields one label map per frame.
+
+    ``model`` supplies the parts (backbone, flow, CoNet, distortion config); ``flow`` optionally
+    replaces the model's FlowNet by any :class:`FlowEstimator`.
+    """
+
+    def __init__(self, model: EVSSNet, *, config: SegmenterConfig = SegmenterConfig(),
+                 device: torch.device | str | None = None, flow: FlowEstimator | None = None,
+                 keyframe_policy: KeyframePolicy | None = None, return_maps: bool = False,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.config = config
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.dtype = dtype
+        self.model = model.to(self.device, dtype).eval()
+        self.flow: FlowEstimator = flow if flow is not None else self.model.flow
+        self.policy = keyframe_policy or FixedInterval(config.keyframe_interval)
+        self.return_maps = return_maps
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current video: the next frame is a keyframe."""
+        self._feat: torch.Tensor | None = None  # F_k: propagated features (1, C, h, w)
+        self._pred: torch.Tensor | None = None  # P_k: (1, h, w)
+        self._image: torch.Tensor | None = None  # I_k: padded (1, 3, Hp, Wp)
+        self._size: tuple[int, int] | None = None
+        self._index = 0
+        self._since_key = 0
+        self._last: FrameResult | None = None
+
+    def segment(self, frames: Iterable[np.ndarray | torch.Tensor]) -> Iterator[FrameResult]:
+        for frame in frames:
+            yield self.step(frame)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """1/4-grid maps -> input resolution: x4 bilinear (align_corners=False), then crop."""
+        h, w = self._size
+        up = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)  # (1, C, Hp, Wp)
+        return up[:, :, :h, :w]
+
+    def _labels(self, logits: torch.Tensor) -> np.ndarray:
+        return self._upsample(logits).argmax(dim=1)[0].to(torch.uint8).cpu().numpy()  # (H, W)
+
+    def _map(self, m: torch.Tensor) -> np.ndarray:
+        return self._upsample(m)[0, 0].clamp(0, 1).float().cpu().numpy()  # (H, W)
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray | torch.Tensor) -> FrameResult:
+        image = to_tensor(frame, self.device, self.dtype)
+        h, w = image.shape[-2:]
+        if self._size is None:
+            self._size = (h, w)
+        elif self._size != (h, w):
+            raise EvssError(f"frame {self._index} is {h}x{w}, the clip started at {self._size[0]}x{self._size[1]}; "
+                            "call reset() between videos")
+        image = pad_to_multiple(image, self.config.pad_multiple)  # (1, 3, Hp, Wp)
+        is_key = (self._feat is None or self.config.mode == "per_frame"
+                  or self.policy(index=self._index, since_key=self._since_key, last=self._last))
+        self._sync()
+        t0 = time.perf_counter()
+        if is_key:
+            result = self._keyframe(image)
+        elif self.config.mode == "warp_only":
+            result = self._warp_only(image)
+        else:
+            result = self._non_keyframe(image)
+        self._sync()
+        result.seconds = time.perf_counter() - t0
+        self._since_key = 1 if is_key else self._since_key + 1
+        self._index += 1
+        self._last = result
+        return result
+
+    def _keyframe(self, image: torch.Tensor) -> FrameResult:
+        feat = self.model.backbone(image)  # (1, C, h, w)   lines 3-6
+        self._feat, self._pred, self._image = feat, feat.argmax(dim=1), image
+        res = FrameResult(index=self._index, labels=self._labels(feat), is_keyframe=True, seconds=0.0)
+        if self.return_maps:
+            zero = np.zeros(self._size, dtype=np.float32)
+            res.maps = {"coarse": zero, "edge": zero, "fine": zero}
+            res.warped_labels = res.labels
+        return res
+
+    def _warp_only(self, image: torch.Tensor) -> FrameResult:
+        warped = warp(self._feat, self.flow(self._image, image))  # (1, C, h, w)   line 8
+        self._feat, self._pred, self._image = warped, warped.argmax(dim=1), image
+        res = FrameResult(index=self._index, labels=self._labels(warped), is_keyframe=False, seconds=0.0)
+        res.warped_labels = res.labels if self.return_maps else None
+        return res
+
+    def _non_keyframe(self, image: torch.Tensor) -> FrameResult:
+        flow = self.flow(self._image, image)  # (1, 2, h, w)
+        warped = warp(self._feat, flow)  # (1, C, h, w)   line 8, Eq. (1)
+        key_pred = self._pred  # P_k
+        if self.config.merge_resolution == "quarter":
+            parts = rectify(correction=self.model.correction, distortion=self.model.distortion,
+                            image=image, warped=warped, key_pred=key_pred)  # lines 9-15
+            merged = parts["merged_logits"]
+            labels = self._labels(merged)  # lines 16-17
+            pred = merged.argmax(dim=1)  # (1, h, w)  P_i
+            maps = {k: parts[f"{k}_map"] for k in ("coarse", "edge", "fine")}
+            full_maps = None
+        else:
+            labels, pred, maps, full_maps = self._full_resolution_merge(image, warped, key_pred)
+        # Lines 18-20: the *warped* features propagate; P_k <- P_i; I_k <- I_i.
+        self._feat, self._image = warped, image
+        if self.config.coarse_reference == "previous":
+            self._pred = pred
+        fine_q = maps["fine"]
+        res = FrameResult(index=self._index, labels=labels, is_keyframe=False, seconds=0.0,
+                          fine_mean=float(fine_q.mean()))
+        if self.return_maps:
+            res.maps = full_maps or {k: self._map(m) for k, m in maps.items()}
+            res.warped_labels = self._labels(warped)
+        return res
+
+    def _full_resolution_merge(self, image, warped, key_pred):
+        """The authors' test-time merge: upsample F^w, F^u, edge scores and M^c, fuse at full size."""
+        correction, distortion = self.model.correction, self.model.distortion
+        updated, edge_scores = correction(image, warped)
+        coarse = coarse_map(warped, key_pred)  # (1, 1, h, w)
+        up_w, up_u = self._upsample(warped), self._upsample(updated)  # (1, C, H, W)
+        edge = correction.edge_probability(self._upsample(edge_scores))  # softmax after upsampling
+        coarse_up = self._upsample(coarse)
+        fine = fine_map(coarse_up, edge, distortion)  # (1, 1, H, W)
+        merged = fuse(up_w, up_u, fine, distortion)  # (1, C, H, W)
+        labels = merged.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+        # P_i on the 1/4 grid for the next coarse map: the quarter-grid merge's argmax.
+        q_fine = fine_map(coarse, correction.edge_probability(edge_scores), distortion)
+        pred = fuse(warped, updated, q_fine, distortion).argmax(dim=1)
+        maps = {"coarse": coarse, "edge": correction.edge_probability(edge_scores), "fine": q_fine}
+        full = {"coarse": coarse_up[0, 0].float().cpu().numpy(), "edge": edge[0, 0].float().cpu().numpy(),
+                "fine": fine[0, 0].float().cpu().numpy()} if self.return_maps else None
+        return labels, pred, maps, full

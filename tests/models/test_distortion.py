@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from evss.models.distortion import DistortionConfig, coarse_map, fine_map, fuse
+
+
+def test_coarse_map_marks_label_changes():
+    warped = torch.tensor([[[[2.0, 0.0]], [[0.0, 2.0]]]])  # (1, 2, 1, 2): argmax [0, 1]
+    key = torch.tensor([[[0, 0]]])
+    assert coarse_map(warped, key).tolist() == [[[[0.0, 1.0]]]]
+
+
+def test_fine_map_eq4_and_single_map_modes():
+    c, e = torch.tensor([1.0, 0.0]), torch.tensor([0.2, 0.6])
+    assert torch.allclose(fine_map(c, e, DistortionConfig(w_f=0.5)), torch.tensor([0.6, 0.3]))
+    assert torch.allclose(fine_map(c, e, DistortionConfig(w_f=0.2)), torch.tensor([0.36, 0.48]))
+    assert torch.equal(fine_map(c, e, DistortionConfig(mode="coarse")), c)
+    assert torch.equal(fine_map(c, e, DistortionConfig(mode="edge")), e)
+
+
+def test_fuse_eq5_and_without_warped_features():
+    w, u = torch.full((1, 2, 1, 2), 4.0), torch.full((1, 2, 1, 2), 8.0)
+    m = torch.tensor([[[[0.0, 0.25]]]])
+    assert fuse(w, u, m, DistortionConfig())[0, :, 0].tolist() == [[4.0, 5.0], [4.0, 5.0]]
+    assert fuse(w, u, m, DistortionConfig(use_warped=False))[0, :, 0].tolist() == [[0.0, 2.0], [0.0, 2.0]]
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="w_f"):
+        DistortionConfig(w_f=1.5)
+    with pytest.raises(ValueError, match="mode"):
+        DistortionConfig(mode="both")
