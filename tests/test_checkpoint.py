@@ -1,0 +1,96 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from evss.checkpoint import load_model, load_official_model, read_official, save_model
+from evss.config import build_model, preset
+from evss.errors import CheckpointError
+
+
+def test_roundtrip_fp16_rebuilds_its_own_model(tmp_path, tiny_model):
+    path = save_model(tmp_path / "m.safetensors", tiny_model, preset("tiny"), half=True)
+    model, config = load_model(path)
+    assert config == preset("tiny")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = tiny_model.backbone(x), model.backbone(x)
+    assert (a - b).abs().max() < 2e-2 * a.abs().max()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_wrong_architecture_names_keys(tmp_path, tiny_model):
+    path = save_model(tmp_path / "m.safetensors", tiny_model, preset("tiny"))
+    from evss.checkpoint import load_state_checked
+    other = build_model(preset("tiny", num_classes=5))
+    with pytest.raises(CheckpointError, match=r"shape mismatches: .*logits\.conv\.weight"):
+        load_state_checked(other, tiny_model.state_dict(), str(path))
+
+
+def test_missing_and_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file and not a built-in name"):
+        load_model(tmp_path / "nope.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        load_model(junk)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Evil()}, f)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        read_official(path)
+
+
+def _official_state(gen, name):
+    return {k: torch.from_numpy(np.asarray(a)) for k, a in gen.state_dict_for(name).items()}
+
+
+def test_standalone_official_files_load_strictly(reference, tmp_path):
+    _, gen = reference
+    torch.save(_official_state(gen, "csrnet_camvid"), tmp_path / "csrnet_camvid_best.pth")
+    torch.save({"state_dict": _official_state(gen, "flownet")}, tmp_path / "flownet.pth")
+    model, config = load_official_model(tmp_path / "csrnet_camvid_best.pth", tmp_path / "flownet.pth")
+    assert config.num_classes == 11 and config.correction.variant == "official" and config.distortion.w_f == 0.2
+    ref = _official_state(gen, "flownet")
+    assert torch.equal(model.flow.state_dict()["conv1.0.weight"], ref["conv1.0.weight"])
+
+
+def test_full_evss_checkpoint_with_module_prefix_and_resnet_duplicates(reference, tmp_path):
+    v, gen = reference
+    full = {}
+    for prefix, name in (("csrnet", "csrnet_cityscapes"), ("flownet", "flownet"), ("conet", "conet_cityscapes")):
+        for k, t in _official_state(gen, name).items():
+            full[f"module.{prefix}.{k}"] = t
+            if prefix == "csrnet" and k.startswith("backbone."):
+                full[f"module.resnet.{k[len('backbone.'):]}"] = t
+    assert sum(k.startswith("module.resnet.") for k in full) == 380
+    torch.save(full, tmp_path / "evss_city_best.pth")
+    model, config = load_official_model(tmp_path / "evss_city_best.pth")
+    assert config.num_classes == 19
+    f1 = torch.from_numpy(v["128x256/frame1"])
+    with torch.no_grad():
+        logits = model.backbone(f1)
+    ref = v["128x256/f64/csr19_logits_frame1"]
+    assert np.abs(logits.double().numpy() - ref).max() <= 1e-3 * np.abs(ref).max()
+    # A tampered duplicate is caught rather than silently ignored.
+    full["module.resnet.conv1.weight"] = full["module.resnet.conv1.weight"] + 1
+    torch.save(full, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="resnet.conv1.weight differs"):
+        load_official_model(tmp_path / "bad.pth")
+
+
+def test_official_file_of_another_class_count_is_explained(reference, tmp_path):
+    _, gen = reference
+    torch.save(_official_state(gen, "csrnet_camvid"), tmp_path / "c.pth")
+    with pytest.raises(CheckpointError, match="logits.conv.weight: checkpoint \\(11, 128, 1, 1\\) vs model \\(19, 128, 1, 1\\)"):
+        load_official_model(tmp_path / "c.pth", config=preset("official"))

@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from evss.config import EVSSConfig, config_from_json, from_dict, load_config, preset, to_dict
+from evss.errors import ConfigError
+
+
+def test_presets_roundtrip_through_json():
+    for name in ("paper", "official", "light", "tiny"):
+        cfg = preset(name)
+        assert from_dict(EVSSConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_paper_and_official_differ_where_the_reference_says():
+    p, o = preset("paper"), preset("official")
+    assert (p.distortion.w_f, o.distortion.w_f) == (0.5, 0.2)
+    assert (p.correction.variant, o.correction.variant) == ("paper", "official")
+
+
+def test_unknown_key_and_wrong_type_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"config\.correction: unknown key\(s\) \['use_pmm'\]"):
+        config_from_json({"preset": "tiny", "correction": {"use_pmm": False}})
+    with pytest.raises(ConfigError, match=r"config\.distortion\.w_f: expected float, got str"):
+        config_from_json({"preset": "tiny", "distortion": {"w_f": "half"}})
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json: not valid JSON"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such file and not a preset"):
+        load_config(tmp_path / "missing.json")
+
+
+def test_overrides_on_a_preset():
+    cfg = config_from_json({"preset": "light", "distortion": {"mode": "coarse"}, "correction": {"use_ppm": False}})
+    assert cfg.distortion.mode == "coarse" and not cfg.correction.use_ppm and cfg.backbone.width == 0.5
+
+
+def test_inconsistent_class_counts():
+    d = to_dict(preset("tiny"))
+    d["backbone"]["num_classes"] = 3
+    with pytest.raises(ConfigError, match="num_classes"):
+        from_dict(EVSSConfig, d)
