@@ -54,11 +54,19 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a stage: backbone, flow or evss")
-    from evss import train  # the training module declares its own options
-    train.add_arguments(p)
-    p.set_defaults(func=train.run)
+def _add_delegated(sub: argparse._SubParsersAction, name: str, module: str, help: str) -> None:
+    """Commands whose options live beside their code (``add_arguments``/``run``); each module keeps
+    its heavy imports inside functions so ``evss --help`` stays fast."""
+    import importlib
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # pragma: no cover - a partial install
+        if exc.name != module:
+            raise
+        return
+    p = sub.add_parser(name, help=help)
+    mod.add_arguments(p)
+    p.set_defaults(func=mod.run)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -84,10 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_synth(sub)
     _add_convert(sub)
-    try:
-        _add_train(sub)
-    except ImportError:  # pragma: no cover - training module not installed
-        pass
+    _add_delegated(sub, "segment", "evss.segment_video", "segment a video file, a folder of frames or a glob")
+    _add_delegated(sub, "train", "evss.train", "train a stage: backbone, flow or evss")
+    _add_delegated(sub, "eval", "evss.evaluate", "evaluate with the paper's protocol (mIoU per interval, TC, CL, speed)")
     return parser
 
 
