@@ -30,7 +30,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, default=None, help="optional contact-sheet PNG of the result")
+    p.add_argument("-o", "--output", type=Path, default=Path("evss-demo"),
+                   help="output folder for overlay.mp4, panel.mp4 and summary.json (default evss-demo)")
     p.set_defaults(func=lambda a: __import__("evss.demo", fromlist=["run"]).run(a))
 
 
