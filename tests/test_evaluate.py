@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+from evss.evaluate import Method, _starts, evaluate, warp_labels, write_report
+
+
+class FakeSource:
+    """Two short panning sequences, every frame labelled."""
+
+    def __init__(self, n=2, length=8, h=64, w=96, static=False):
+        rng = np.random.default_rng(0)
+        self.frames = []
+        for _ in range(n):
+            base = rng.integers(0, 256, (h, w + 2 * length, 3), dtype=np.uint8)
+            self.frames.append([base[:, (0 if static else 2 * t):(0 if static else 2 * t) + w].copy() for t in range(length)])
+        self.labels = [[(f[:, :, 0] // 64).astype(np.uint8) for f in seq] for seq in self.frames]
+
+    def num_sequences(self):
+        return len(self.frames)
+
+    def sequence_length(self, s):
+        return len(self.frames[s])
+
+    def labelled_indices(self, s):
+        return range(len(self.frames[s]))
+
+    def frame(self, s, t):
+        return self.frames[s][t]
+
+    def label(self, s, t):
+        return self.labels[s][t]
+
+
+def test_interval_protocol_places_the_keyframe_d_frames_before():
+    runs = _starts([20], [1, 3, 9])
+    assert dict(runs) == {19: [(20, 1)], 17: [(20, 3)], 11: [(20, 9)]}
+    runs = _starts([0, 1, 2, 3], [1, 2])  # all frames labelled: one run per keyframe
+    assert dict(runs) == {0: [(1, 1), (2, 2)], 1: [(2, 1), (3, 2)], 2: [(3, 1)]}
+
+
+def test_warp_labels_nearest_and_clamped():
+    lab = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    flow = np.zeros((2, 3, 4), np.float32)
+    flow[0] = 1.4  # rounds to +1 column
+    assert np.array_equal(warp_labels(lab, flow)[:, :3], lab[:, 1:])
+    assert np.array_equal(warp_labels(lab, flow)[:, 3], lab[:, 3])
+
+
+def test_static_clip_has_perfect_temporal_consistency(tiny_model):
+    src = FakeSource(n=1, length=5, static=True)
+    zero = lambda s, t: (np.zeros((2, 64, 96), np.float32), None)
+    rep = evaluate([Method("per_frame", tiny_model, "per_frame")], src, num_classes=11, intervals=(1, 2),
+                   tc_flow=zero, progress=False)
+    assert rep["methods"]["per_frame"]["temporal_consistency"] == pytest.approx(1.0)
+
+
+def test_tiny_eval_writes_report_and_plots(tiny_model, tmp_path):
+    src = FakeSource()
+    zero = lambda s, t: (np.zeros((2, 64, 96), np.float32), None)
+    methods = [Method(m, tiny_model, m) for m in ("per_frame", "warp_only", "evss")]
+    rep = evaluate(methods, src, num_classes=11, intervals=(1, 2, 3), tc_flow=zero, tc_flow_name="zero",
+                   panel_samples=2, progress=False)
+    evss = rep["methods"]["evss"]["intervals"]
+    assert set(evss) == {"1", "2", "3"} and all(0 <= v["miou"] <= 1 for v in evss.values())
+    assert rep["methods"]["warp_only"]["intervals"]["2"]["corrected_labels"] == 0.0
+    assert len(rep["panels"]) == 2
+    # per-frame mIoU is the same whatever the interval of the row (it ignores keyframes)
+    pf = rep["methods"]["per_frame"]["intervals"]
+    md = write_report(rep, tmp_path, label_space="camvid", command="test")
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["methods"]["evss"]["mode"] == "evss"
+    for png in ("miou_vs_interval.png", "corrected_labels.png", "accuracy_vs_time.png", "panels.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    assert "| evss |" in md.read_text() and pf["1"]["miou"] >= 0
