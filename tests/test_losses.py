@@ -1,0 +1,174 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evss.errors import ConfigError
+from evss.losses import LossWeights, edge_loss, edge_semantic_loss, evss_losses
+
+
+def _inputs(seed: int = 0, n: int = 2, c: int = 4, h: int = 6, w: int = 5) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    edge_target = (torch.rand(n, h, w, generator=g) > 0.7).long()
+    edge_target[0, 0, 0] = 255
+    return dict(
+        warped_logits=torch.randn(n, c, h, w, generator=g).requires_grad_(),
+        merged_logits=torch.randn(n, c, h, w, generator=g).requires_grad_(),
+        updated_logits=torch.randn(n, c, h, w, generator=g).requires_grad_(),
+        edge_prob=torch.rand(n, h, w, generator=g).requires_grad_(),
+        fine_map=torch.rand(n, h, w, generator=g).requires_grad_(),
+        pseudo_label=torch.randint(0, c, (n, h, w), generator=g),
+        edge_target=edge_target,
+    )
+
+
+def test_default_weights_are_the_authors():
+    w = LossWeights()
+    assert (w.warp, w.semantic, w.edge, w.edge_semantic) == (0.2, 0.5, 0.1, 0.2)
+    with pytest.raises(ConfigError, match="edge"):
+        LossWeights(edge=-1.0)
+    with pytest.raises(ConfigError):
+        LossWeights(warp=float("nan"))
+
+
+def test_cross_entropy_terms_by_hand():
+    # One image, 2 classes, 1x2 pixels: pixel 0 logits (2, 0) target 0; pixel 1 logits (0, 0) target 1.
+    logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 0.0]]]])  # (1, 2, 1, 2)
+    pseudo = torch.tensor([[[0, 1]]])
+    expected = (math.log(1 + math.exp(-2)) + math.log(2)) / 2
+    out = evss_losses(warped_logits=logits, merged_logits=2 * logits, updated_logits=None,
+                      edge_prob=None, fine_map=None, pseudo_label=pseudo, edge_target=None,
+                      weights=LossWeights(warp=1.0, semantic=0.0, edge=0.0, edge_semantic=0.0))
+    assert out["warp"].item() == pytest.approx(expected)
+    assert out["total"].item() == pytest.approx(expected)
+    assert out["semantic"].item() == 0.0 and out["edge"].item() == 0.0
+
+
+def test_edge_loss_by_hand_and_against_weighted_cross_entropy():
+    p = torch.tensor([[[0.8, 0.4, 0.1, 0.3]]])        # (1, 1, 4) = (N, H, W)
+    target = torch.tensor([[[1, 0, 0, 255]]])          # one positive, two negatives, one ignored
+    w_pos, w_neg = 2 / 3, 1 / 3                        # N_neg / N, N_pos / N
+    expected = (w_pos * -math.log(0.8) + w_neg * -math.log(0.6) + w_neg * -math.log(0.9)) / (
+        w_pos * 1 + w_neg * 2)
+    assert edge_loss(p, target).item() == pytest.approx(expected, rel=1e-5)
+    # The authors' form: F.cross_entropy on 2-channel scores with class weights [w_neg, w_pos].
+    two = torch.log(torch.stack([1 - p, p], dim=1))    # (N, 2, H, W), log-probabilities
+    ref = F.cross_entropy(two, target, weight=torch.tensor([w_neg, w_pos]), ignore_index=255)
+    assert edge_loss(p, target).item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_edge_loss_is_finite_at_saturation_and_for_one_class_batches():
+    p = torch.tensor([[[0.0, 1.0]]], requires_grad=True)
+    loss = edge_loss(p, torch.tensor([[[1, 0]]]))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(p.grad).all()
+    only_neg = edge_loss(torch.full((1, 2, 2), 0.3), torch.zeros(1, 2, 2, dtype=torch.long))
+    assert only_neg.item() == 0.0
+    all_ignored = edge_loss(torch.full((1, 2, 2), 0.3), torch.full((1, 2, 2), 255))
+    assert all_ignored.item() == 0.0
+
+
+def test_edge_semantic_paper_mask_by_hand():
+    upd = torch.tensor([[[[1.0, 3.0]], [[2.0, 0.0]]]])  # (1, 2, 1, 2)
+    fine = torch.tensor([[[0.9, 0.2]]])                 # only pixel 0 is distorted (> 0.5)
+    pseudo = torch.tensor([[[1, 0]]])
+    # F^es = F^u * M^f at pixel 0: logits (0.9, 1.8), target 1.
+    expected = -math.log(math.exp(1.8) / (math.exp(0.9) + math.exp(1.8)))
+    loss = edge_semantic_loss(upd, pseudo, fine_map=fine, es_mask="paper")
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_edge_semantic_official_mask_matches_the_reference_formula():
+    upd = torch.tensor([[[[1.0, 3.0, 0.5]], [[2.0, 0.0, 1.5]]]])  # (1, 2, 1, 3)
+    edge = torch.tensor([[[0.9, 0.9, 0.2]]])
+    pseudo = torch.tensor([[[0, 1, 1]]])
+    # pixel 0: edge but pseudo-class 0 -> dropped (ignore_index 0); pixel 2: no edge -> dropped.
+    expected = -math.log(math.exp(0.0) / (math.exp(3.0) + math.exp(0.0)))
+    loss = edge_semantic_loss(upd, pseudo, edge_prob=edge, es_mask="official")
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # Same as CE(E * F^u, E * P, ignore_index=0) on random data with a non-empty mask.
+    x = _inputs(3)
+    e = (x["edge_prob"] > 0.5).long()
+    ref = F.cross_entropy(e.unsqueeze(1) * x["updated_logits"], e * x["pseudo_label"], ignore_index=0)
+    got = edge_semantic_loss(x["updated_logits"], x["pseudo_label"], edge_prob=x["edge_prob"],
+                             es_mask="official")
+    assert got.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_paper_and_official_masks_differ():
+    x = _inputs(1)
+    paper = evss_losses(**x, weights=LossWeights(), es_mask="paper")["edge_semantic"]
+    official = evss_losses(**x, weights=LossWeights(), es_mask="official")["edge_semantic"]
+    assert paper.item() != pytest.approx(official.item())
+    with pytest.raises(ValueError, match="es_mask"):
+        evss_losses(**x, weights=LossWeights(), es_mask="nope")
+
+
+@pytest.mark.parametrize("es_mask", ["paper", "official"])
+def test_empty_masks_give_zero_not_nan(es_mask):
+    x = _inputs(2)
+    x["fine_map"] = torch.full_like(x["fine_map"], 0.1).requires_grad_()
+    x["edge_prob"] = torch.full_like(x["edge_prob"], 0.1).requires_grad_()
+    out = evss_losses(**x, weights=LossWeights(), es_mask=es_mask)
+    assert out["edge_semantic"].item() == 0.0
+    assert all(torch.isfinite(v) for v in out.values())
+    out["total"].backward()
+    for name in ("updated_logits", "fine_map", "edge_prob"):
+        grad = x[name].grad  # fine_map is unused by the official mask (the caller merges with it)
+        assert grad is None or torch.isfinite(grad).all(), name
+
+
+def test_zero_weight_drops_the_term():
+    x = _inputs(4)
+    full = evss_losses(**x, weights=LossWeights())
+    expected = 0.2 * full["warp"] + 0.5 * full["semantic"] + 0.1 * full["edge"]
+    x_no_upd = {**x, "updated_logits": None}  # L_es dropped: F^u is not even needed
+    out = evss_losses(**x_no_upd, weights=LossWeights(edge_semantic=0.0))
+    assert out["edge_semantic"].item() == 0.0
+    assert out["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+    no_edge = evss_losses(**{**x, "edge_target": None}, weights=LossWeights(edge=0.0))
+    assert no_edge["edge"].item() == 0.0
+    assert set(out) == {"warp", "semantic", "edge", "edge_semantic", "total"}
+    with pytest.raises(ValueError, match="updated_logits"):
+        evss_losses(**x_no_upd, weights=LossWeights())
+
+
+def test_gradients_flow_to_every_learned_input():
+    x = _inputs(5)
+    out = evss_losses(**x, weights=LossWeights(), es_mask="paper")
+    assert torch.isfinite(out["total"])
+    out["total"].backward()
+    for name in ("warped_logits", "merged_logits", "updated_logits", "edge_prob", "fine_map"):
+        grad = x[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_official_mask_carries_no_gradient_to_the_edge_map():
+    x = _inputs(6)
+    out = evss_losses(**x, weights=LossWeights(warp=0, semantic=0, edge=0, edge_semantic=1.0),
+                      es_mask="official")
+    out["total"].backward()
+    assert x["edge_prob"].grad is None
+    assert x["updated_logits"].grad.abs().sum() > 0
+
+
+def test_extreme_inputs_stay_finite():
+    x = _inputs(7)
+    x["warped_logits"] = (x["warped_logits"].detach() * 1e4).requires_grad_()
+    x["edge_prob"] = (x["edge_prob"].detach() > 0.5).float().requires_grad_()  # exact 0s and 1s
+    out = evss_losses(**x, weights=LossWeights())
+    assert all(torch.isfinite(v) for v in out.values())
+    out["total"].backward()
+    assert torch.isfinite(x["warped_logits"].grad).all()
+
+
+def test_shape_errors_name_the_input():
+    x = _inputs(8)
+    x["merged_logits"] = x["merged_logits"][..., :-1]
+    with pytest.raises(ValueError, match="merged_logits"):
+        evss_losses(**x, weights=LossWeights())
+    x = _inputs(8)
+    x["edge_prob"] = x["edge_prob"].unsqueeze(1)  # (N, 1, H, W) is accepted
+    assert torch.isfinite(evss_losses(**x, weights=LossWeights())["total"])
