@@ -1,0 +1,311 @@
+"""Training: the three stages end to end on generated data (tiny preset, 64x128, batch 2), resuming,
+ablation switches, strict configs, non-finite losses and a 2-process DDP run on the CPU (gloo)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from evss import train
+from evss.errors import ConfigError, EvssError
+from evss.train import ABLATIONS, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Small runs: in-memory SynthDrive clips of 64x128 (2 clips x 8 frames), the tiny preset.
+TINY = dict(model="tiny", data="synthdrive", synth_clips=2, synth_frames=8, synth_size=(64, 128),
+            crop_size=(64, 128), batch_size=2, progress=False, tensorboard=False, threads=2)
+
+
+def tiny(stage: str, out: Path, **over) -> TrainConfig:
+    return TrainConfig(stage=stage, out_dir=str(out), **{**TINY, **over})
+
+
+def totals(result: train.TrainResult) -> list[float]:
+    return [r["total"] for r in result.losses]
+
+
+def falling(values: list[float], factor: float) -> bool:
+    head, tail = values[:4], values[-4:]
+    return sum(tail) / len(tail) < factor * sum(head) / len(head)
+
+
+def without_time(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+# ---- the three stages on a fixed batch; their checkpoints feed the next stage -------------------
+
+@pytest.fixture(scope="module")
+def backbone_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("backbone")
+    result = train.main(tiny("backbone", out, steps=30, lr=2e-3, overfit_batch=True, checkpoint_every=10))
+    return result, out / "last.safetensors"
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("flow")
+    result = train.main(tiny("flow", out, steps=30, lr=1e-3, overfit_batch=True, flow_pairs=16,
+                             flow_eval_pairs=4, eval_every=15, checkpoint_every=30))
+    return result, out / "last.safetensors"
+
+
+def test_backbone_stage_loss_falls_and_saves_a_teacher(backbone_run):
+    from evss.checkpoint import load_model, read_metadata
+    result, ckpt = backbone_run
+    assert result.step == 30 and len(result.losses) == 30
+    assert all(torch.isfinite(torch.tensor(totals(result))))
+    assert falling(totals(result), 0.8), totals(result)
+    model, config = load_model(ckpt)
+    assert config.name == "tiny" and config.num_classes == 11
+    assert read_metadata(ckpt)["step"] == "30"
+    trained = result.model.backbone.state_dict()
+    assert all(torch.equal(v.cpu(), trained[k].cpu()) for k, v in model.backbone.state_dict().items())
+
+
+def test_flow_stage_multiscale_epe_falls_and_reports_held_out_epe(flow_run):
+    result, ckpt = flow_run
+    assert ckpt.is_file()
+    assert falling(totals(result), 0.9), totals(result)
+    assert {"epe6", "epe5", "epe4", "epe3", "epe2", "total"} <= set(result.losses[0])
+    assert [e["step"] for e in result.evals] == [15, 30]  # every eval_every steps and at the end
+    assert all(0.0 <= e["epe"] < 100.0 for e in result.evals)
+
+
+def test_evss_stage_loss_falls_with_teacher_and_pretrained_flow(backbone_run, flow_run, tmp_path):
+    from evss.checkpoint import load_model
+    result = train.main(tiny("evss", tmp_path, steps=30, lr=3e-3, overfit_batch=True, checkpoint_every=30,
+                             teacher=str(backbone_run[1]), flow_init=str(flow_run[1])))
+    assert {"warp", "semantic", "edge", "edge_semantic", "total"} <= set(result.losses[0])
+    assert all(torch.isfinite(torch.tensor(totals(result))))
+    # L_w is bounded below by the entropy of the (barely trained) teacher's own logits, so the total
+    # falls less than the terms that CoNet controls
+    assert falling(totals(result), 0.95), totals(result)
+    for term in ("semantic", "edge"):
+        assert falling([r[term] for r in result.losses], 0.95), term
+    model, _ = load_model(tmp_path / "last.safetensors")
+    teacher, _ = load_model(backbone_run[1])
+    # the backbone stays frozen: the evss checkpoint carries the teacher's weights unchanged
+    for k, v in teacher.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], v), k
+
+
+def test_multiscale_epe_convention():
+    target = torch.zeros(1, 2, 64, 128)
+    target[:, 0] = 8.0  # 8 full-resolution pixels to the right everywhere
+    sizes = [(1, 2), (2, 4), (4, 8), (8, 16)]  # flow6..flow3 grids of 64x128
+    exact = train.multiscale_epe(torch.full((1, 2, 16, 32), 0.0).index_fill_(1, torch.tensor([0]), 2.0),
+                                 [torch.zeros(1, 2, *s).index_fill_(1, torch.tensor([0]), 0.4) for s in sizes],
+                                 target)
+    assert float(exact["total"]) == pytest.approx(0.0, abs=1e-6)  # raw = px / 20, flow2 = px / 4
+    zero = train.multiscale_epe(torch.zeros(1, 2, 16, 32), [torch.zeros(1, 2, *s) for s in sizes], target)
+    assert all(float(zero[f"epe{n}"]) == pytest.approx(8.0) for n in (6, 5, 4, 3, 2))
+    assert float(zero["total"]) == pytest.approx(8.0)  # normalised weights: a weighted mean EPE
+    up = train.full_resolution_epe(torch.full((1, 2, 16, 32), 0.0).index_fill_(1, torch.tensor([0]), 2.0), target)
+    assert float(up[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+# ---- resuming -------------------------------------------------------------------------------------
+
+def test_resume_reproduces_the_uninterrupted_losses(backbone_run, tmp_path):
+    teacher = str(backbone_run[1])
+    common = dict(steps=6, checkpoint_every=2, teacher=teacher, lr=1e-3)
+    whole = train.main(tiny("evss", tmp_path / "whole", **common))
+    first = train.main(tiny("evss", tmp_path / "cut", stop_at=3, **common))
+    assert first.step == 3
+    state = torch.load(tmp_path / "cut" / "last.state.pt", weights_only=True)  # plain tensors/containers
+    assert state["step"] == 3
+    # another config cannot continue that run; without --resume the folder is not overwritten
+    with pytest.raises(ConfigError, match="another config"):
+        train.main(tiny("evss", tmp_path / "cut", resume=True, **{**common, "lr": 5e-4}))
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train.main(tiny("evss", tmp_path / "cut", **common))
+    rest = train.main(tiny("evss", tmp_path / "cut", resume=True, **common))
+    assert [r["step"] for r in rest.losses] == [4, 5, 6]
+    assert without_time(first.losses + rest.losses) == without_time(whole.losses)
+    for (k, a), b in zip(whole.model.state_dict().items(), rest.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_non_finite_losses_are_skipped_then_stop_keeping_the_last_good_checkpoint(tmp_path):
+    from evss.checkpoint import read_metadata
+    from evss.config import build_model, preset
+    model_config = preset("tiny")
+    model = build_model(model_config)
+    model.backbone.requires_grad_(True)
+    data = [{"image": torch.rand(3, 32, 64), "label": torch.randint(0, 11, (32, 64))} for _ in range(4)]
+    calls = []
+
+    def losses(module, batch):
+        out = train.segmentation_loss(module(batch["image"]), batch["label"])
+        calls.append(1)
+        if len(calls) in (2,) or len(calls) >= 4:  # one isolated bad step, then only bad ones
+            out = {k: v * float("nan") for k, v in out.items()}
+        return out
+
+    config = tiny("backbone", tmp_path, steps=20, checkpoint_every=1, log_every=1, max_bad_steps=3)
+    stage = train.Stage(model=model, trained=model.backbone, dataset=data, losses=losses)
+    with pytest.raises(EvssError, match=r"3 non-finite losses in a row \(last at step 6\).*\(step 3\)"):
+        train.fit(config, train.Runtime(device=torch.device("cpu")), stage, model_config)
+    assert read_metadata(tmp_path / "last.safetensors")["step"] == "3"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in records if r["step"] <= 3] == [0.0, 1.0, 0.0]
+
+
+# ---- configuration: ablations, --set, strict files, the CLI ----------------------------------------
+
+EXPECTED_ABLATIONS = {
+    "full": ({}, (0.2, 0.5, 0.1, 0.2)),
+    "flownet-fixed": ({"freeze_flow": True}, None),
+    "no-ppm": ({"correction.use_ppm": False}, None),
+    "no-ffm3": ({"correction.use_ffm3": False, "correction.use_ffm2": True}, None),
+    "no-ffm3-ffm2": ({"correction.use_ffm3": False, "correction.use_ffm2": False}, None),
+    "no-concat": ({"correction.concat_warped": False, "distortion.use_warped": True}, None),
+    "no-warped": ({"correction.concat_warped": False, "distortion.use_warped": False}, None),
+    "coarse-only": ({"distortion.mode": "coarse"}, None),
+    "edge-only": ({"distortion.mode": "edge"}, None),
+    "wf-0.3": ({"distortion.w_f": 0.3}, None),
+    "wf-0.8": ({"distortion.w_f": 0.8}, None),
+    "no-les": ({}, (0.2, 0.5, 0.1, 0.0)),
+    "no-le": ({}, (0.2, 0.5, 0.0, 0.2)),
+    "no-le-les": ({}, (0.2, 0.5, 0.0, 0.0)),
+}
+
+
+def _get(config, dotted: str):
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_ablation_switches_give_the_table_iv_config(name):
+    from evss.config import build_model, preset
+    assert set(EXPECTED_ABLATIONS) == set(ABLATIONS)
+    fields, weights = EXPECTED_ABLATIONS[name]
+    config = TrainConfig(stage="evss", model="tiny", ablation=(name,))
+    model_config = train.resolve_model_config(config)
+    for key, value in fields.items():
+        assert _get(model_config, key) == value, key
+    untouched = preset("tiny")
+    for key in ("correction.use_ppm", "distortion.w_f", "distortion.mode", "freeze_flow"):
+        if key not in fields:
+            assert _get(model_config, key) == _get(untouched, key), key
+    w = train.loss_weights(config)
+    assert (w.warp, w.semantic, w.edge, w.edge_semantic) == (weights or (0.2, 0.5, 0.1, 0.2))
+    build_model(model_config)  # every setting builds
+
+
+def test_set_overrides_win_over_ablations_and_unknown_keys_are_errors():
+    config = TrainConfig(stage="evss", model="tiny", ablation=("wf-0.8", "no-ppm"),
+                         model_set=("distortion.w_f=0.3", "correction.concat_warped=false", "distortion.mode=edge"))
+    m = train.resolve_model_config(config)
+    assert (m.distortion.w_f, m.correction.use_ppm, m.correction.concat_warped, m.distortion.mode) == \
+        (0.3, False, False, "edge")
+    with pytest.raises(ConfigError, match="correction has no key 'use_pmm'"):
+        train.resolve_model_config(TrainConfig(stage="evss", model="tiny", model_set=("correction.use_pmm=false",)))
+    with pytest.raises(ConfigError, match="expected float"):
+        train.resolve_model_config(TrainConfig(stage="evss", model="tiny", model_set=("distortion.w_f=high",)))
+    with pytest.raises(ConfigError, match="unknown ablation 'no-pmm'"):
+        TrainConfig(ablation=("no-pmm",))
+
+
+def test_training_config_files_are_strict(tmp_path):
+    for path in sorted(CONFIGS.glob("*.json")):  # every shipped preset loads and resolves
+        config = train.load_train_config(path)
+        train.resolve_model_config(config)
+        assert path.stem.startswith(config.stage)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"stage": "evss", "batch_sise": 4}))
+    with pytest.raises(ConfigError, match=r"bad\.json.*unknown key\(s\) \['batch_sise'\]"):
+        train.load_train_config(bad)
+    bad.write_text(json.dumps({"stage": "evss", "steps": "many"}))
+    with pytest.raises(ConfigError, match=r"bad\.json\.steps: expected int"):
+        train.load_train_config(bad)
+
+
+def test_cli_flags_override_the_config_file(tmp_path):
+    from evss.cli import build_parser
+    args = build_parser().parse_args(
+        ["train", "evss", "--config", str(CONFIGS / "evss_tiny_test.json"), "--steps", "7", "--crop", "32x64",
+         "--ablation", "no-le,no-ppm", "--set", "distortion.w_f=0.3", "--loss-weights", "1,2,3,4",
+         "--out", str(tmp_path), "--resume"])
+    config = train.config_from_args(args)
+    assert (config.stage, config.model, config.steps, config.crop_size, config.batch_size) == \
+        ("evss", "tiny", 7, (32, 64), 2)
+    assert config.ablation == ("no-le", "no-ppm") and config.model_set == ("distortion.w_f=0.3",)
+    assert (config.lambda_warp, config.lambda_edge_semantic) == (1.0, 4.0)
+    assert (config.out_dir, config.resume) == (str(tmp_path), True)
+    assert train.loss_weights(config).edge == 0.0  # the ablation wins over the flag
+    with pytest.raises(ConfigError, match="is a 'evss' config, not 'flow'"):
+        train.config_from_args(build_parser().parse_args(
+            ["train", "flow", "--config", str(CONFIGS / "evss_tiny_test.json")]))
+
+
+def test_cli_runs_a_stage_and_the_module_imports_no_torch(tmp_path):
+    from evss.cli import main as cli_main
+    code = cli_main(["train", "backbone", "--config", str(CONFIGS / "backbone_tiny_test.json"), "--steps", "2",
+                     "--out", str(tmp_path), "--no-progress", "--no-tensorboard"])
+    assert code == 0 and (tmp_path / "last.safetensors").is_file() and (tmp_path / "metrics.jsonl").is_file()
+    probe = subprocess.run([sys.executable, "-c", "import sys, evss.train; print('torch' in sys.modules)"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
+    assert cli_main(["train", "evss", "--config", str(CONFIGS / "evss_tiny_test.json"), "--teacher",
+                     str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "e")]) == 2
+
+
+def test_sample_order_is_a_function_of_seed_and_step():
+    data = list(range(10))
+    view = train.ByPosition(data, seed=3)
+    epoch0 = sorted(view[p] for p in range(10))
+    assert epoch0 == data and [view[p] for p in range(10, 20)] != [view[p] for p in range(10)]
+    ranks = [list(train.StepPositions(start=2, stop=4, batch_size=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert ranks == [[12, 13, 14, 18, 19, 20], [15, 16, 17, 21, 22, 23]]  # disjoint slices of each step
+    fixed = train.StepPositions(start=5, stop=7, batch_size=2, fixed=True)
+    assert list(fixed) == [0, 1, 0, 1]
+
+
+# ---- two processes, gloo ------------------------------------------------------------------------
+
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    from evss import train
+    config = train.load_train_config(sys.argv[1])
+    result = train.main(config)
+    torch.save(result.model.state_dict(), os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
+""")
+
+
+def test_ddp_two_processes_keep_identical_parameters(backbone_run, tmp_path):
+    config = tiny("evss", tmp_path / "run", steps=3, checkpoint_every=3, lr=1e-3, teacher=str(backbone_run[1]),
+                  threads=1)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(dataclasses.asdict(config)))
+    script = tmp_path / "ddp_worker.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(config_path), str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for k, v in r0.items():
+        assert torch.equal(v, r1[k]), k
+    from evss.config import build_model
+    train.seed_everything(config.seed)  # what main() does before it builds the model
+    initial = build_model(train.resolve_model_config(config))
+    changed = [k for k, v in initial.named_parameters() if not torch.equal(v.detach(), r0[k])]
+    assert any(k.startswith("correction.") for k in changed) and any(k.startswith("flow.") for k in changed)
+    assert (tmp_path / "run" / "last.safetensors").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3]  # rank 0 alone logs (log_every 10 -> the last step only)
