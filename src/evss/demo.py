@@ -1,67 +1,140 @@
-"""`evss demo`: the main job on the built-in default, runnable on a fresh machine.
+"""`evss demo`: the main job on the built-in model, runnable on a fresh machine without downloads.
 
-Generates a SynthDrive clip (no download needed), streams it through ``VideoSegmenter`` with the
-built-in weights and prints per-frame timing, keyframe vs non-keyframe cost, and accuracy against
-the generated ground truth.
+Generates a SynthDrive clip (so there is ground truth), streams it through Algorithm 1 at the
+chosen keyframe interval, and runs the per-frame backbone on the same frames as the baseline.
+Writes into ``-o DIR`` (default ``evss-demo/``):
+
+* ``overlay.mp4``: the prediction blended over the frames;
+* ``panel.mp4``: frame | ground truth / prediction | fine distortion map;
+* ``summary.json``: mIoU against the ground truth (EVSS and per-frame), temporal consistency
+  (Eq. 8, previous prediction warped by the true flow, occluded pixels not scored), and ms per
+  keyframe, per non-keyframe and per frame of the per-frame baseline; also printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import os
+import platform
 import sys
+import time
+from fractions import Fraction
+from pathlib import Path
 
-DEFAULT_WEIGHTS = "synthdrive_light"
 
-
-def _load(weights: str | None):
-    from evss.checkpoint import builtin_weights, load_model
-    from evss.config import build_model, preset
-    name = weights or DEFAULT_WEIGHTS
-    if weights is None and name not in builtin_weights():
-        print(f"note: built-in weights {name!r} are not shipped in this build; running the untrained "
-              "'light' preset, so the timing is real but the labels are not meaningful.", file=sys.stderr)
-        return build_model(preset("light")).eval(), preset("light")
-    return load_model(name)
+def _mean_ms(values: list[float]) -> float | None:
+    return 1000 * sum(values) / len(values) if values else None
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from evss.checkpoint import atomic_write
     from evss.data.synthdrive import SynthDriveConfig, generate_clip
+    from evss.data.video import VideoWriter, partial_path
     from evss.device import resolve_device
+    from evss.errors import EvssError
+    from evss.evaluate import warp_labels
     from evss.metrics import ConfusionMatrix
+    from evss.segment_video import DEFAULT_WEIGHTS, load_weights
     from evss.segmenter import SegmenterConfig, VideoSegmenter
+    from evss.visualize import overlay, panel
 
+    if args.frames < 1:
+        raise EvssError(f"--frames must be >= 1, got {args.frames}")
+    if args.keyframe_interval < 1:
+        raise EvssError(f"--keyframe-interval must be >= 1, got {args.keyframe_interval}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
-    model, config = _load(args.weights)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise EvssError(f"-o {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+    model, config, described, trained = load_weights(args.weights, notice=lambda m: print(m, file=sys.stderr))
     h, w = args.size
-    clip = generate_clip(SynthDriveConfig(height=h, width=w, frames=args.frames), seed=args.seed)
-    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval),
-                         device=device, return_maps=args.output is not None)
-    cm = ConfusionMatrix(config.num_classes)
-    print(f"evss demo: {args.frames} frames {h}x{w}, preset {config.name}, keyframe interval "
-          f"{args.keyframe_interval}, device {device}, threads {torch.get_num_threads()}")
-    results = []
-    for frame, label in zip(clip.frames, clip.labels):
-        r = seg.step(frame)
-        cm.update(r.labels.astype(np.int64), label.astype(np.int64))
-        results.append(r)
-        print(f"  frame {r.index:3d} {'key' if r.is_keyframe else 'non'} {r.seconds * 1000:8.1f} ms")
-    # The first frame includes one-off allocation; leave it out of the medians.
-    key = [r.seconds for r in results[1:] if r.is_keyframe] or [results[0].seconds]
-    non = [r.seconds for r in results if not r.is_keyframe]
-    km, nm = statistics.median(key) * 1000, (statistics.median(non) * 1000 if non else float("nan"))
-    total = sum(r.seconds for r in results)
-    print(f"keyframe median {km:.1f} ms, non-keyframe median {nm:.1f} ms, ratio {nm / km:.2f}; "
-          f"overall {len(results) / total:.1f} frames/s")
-    print(f"mIoU against the generated ground truth: {100 * cm.compute()['miou']:.1f}%")
-    if args.output is not None:
-        from evss.visualize import contact_sheet
-        contact_sheet(args.output, clip.frames, results, clip.labels, label_space=config.label_space)
-        print(f"wrote {args.output}")
+    t0 = time.perf_counter()
+    synth = SynthDriveConfig(height=h, width=w, frames=args.frames)
+    clip = generate_clip(synth, seed=args.seed)
+    gen_s = time.perf_counter() - t0
+    print(f"evss demo: SynthDrive clip of {args.frames} frames {w}x{h} (seed {args.seed}, {gen_s:.1f} s), "
+          f"model {described} ({config.name}), keyframe interval {args.keyframe_interval}, device {device}, "
+          f"threads {torch.get_num_threads()}")
+    if config.label_space != "camvid":
+        print(f"note: the model predicts {config.label_space} classes but SynthDrive is labelled in CamVid-11; "
+              "the mIoU is not meaningful", file=sys.stderr)
+
+    fps = Fraction(synth.fps).limit_denominator(1000)
+    writers = {name: VideoWriter(partial_path(out / name), fps, hh, ww)
+               for name, hh, ww in (("overlay.mp4", h, w), ("panel.mp4", 2 * h, 2 * w))}
+    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval), device=device,
+                         return_maps=True)
+    cm, tc_cm = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
+    key_s, non_s, prev = [], [], None
+    try:
+        for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
+            r = seg.step(frame)
+            cm.update(r.labels, gt)
+            if prev is not None:  # Eq. (8): P_{t-1} warped to t by the true flow vs P_t
+                warped = warp_labels(prev, clip.flow_bwd[t])
+                tc_cm.update(r.labels, np.where(clip.occlusion[t], 255, warped).astype(np.uint8))
+            prev = r.labels
+            if t > 0:  # frame 0 carries one-off allocations
+                (key_s if r.is_keyframe else non_s).append(r.seconds)
+            writers["overlay.mp4"].write(overlay(frame, r.labels, label_space=config.label_space))
+            writers["panel.mp4"].write(panel(frame, r.labels, ground_truth=gt, fine_map=r.maps.get("fine"),
+                                             label_space=config.label_space, is_keyframe=r.is_keyframe))
+    finally:
+        for name, wr in writers.items():
+            wr.close()
+            if wr.frames_written == args.frames:
+                os.replace(wr.path, out / name)
+            else:
+                Path(wr.path).unlink(missing_ok=True)
+
+    base = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"), device=device)
+    base_cm, base_s = ConfusionMatrix(config.num_classes), []
+    for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
+        r = base.step(frame)
+        base_cm.update(r.labels, gt)
+        if t > 0:
+            base_s.append(r.seconds)
+
+    evss_frames = key_s + non_s
+    summary = {
+        "weights": described, "trained": trained, "preset": config.name, "label_space": config.label_space,
+        "frames": args.frames, "height": h, "width": w, "seed": args.seed,
+        "keyframe_interval": args.keyframe_interval, "device": str(device), "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "miou": cm.compute()["miou"], "miou_per_frame": base_cm.compute()["miou"],
+        "temporal_consistency": tc_cm.compute()["miou"] if args.frames > 1 else None,
+        "ms_per_keyframe": _mean_ms(key_s), "ms_per_non_keyframe": _mean_ms(non_s),
+        "ms_per_frame_evss": _mean_ms(evss_frames), "ms_per_frame_per_frame_baseline": _mean_ms(base_s),
+        "timing_note": "means over frames 1..T-1 (frame 0 warms up), model time only",
+        "files": ["overlay.mp4", "panel.mp4", "summary.json"],
+    }
+    if summary["ms_per_frame_evss"] and summary["ms_per_frame_per_frame_baseline"]:
+        summary["speedup_vs_per_frame"] = summary["ms_per_frame_per_frame_baseline"] / summary["ms_per_frame_evss"]
+    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+
+    def pct(v):
+        return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
+
+    def ms(v):
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    print(f"mIoU against the ground truth: EVSS {pct(summary['miou'])}, per-frame backbone "
+          f"{pct(summary['miou_per_frame'])}; temporal consistency {pct(summary['temporal_consistency'])}")
+    print(f"time per keyframe {ms(summary['ms_per_keyframe'])}, per non-keyframe {ms(summary['ms_per_non_keyframe'])}, "
+          f"per frame: EVSS {ms(summary['ms_per_frame_evss'])} vs per-frame backbone "
+          f"{ms(summary['ms_per_frame_per_frame_baseline'])}"
+          + (f" ({summary['speedup_vs_per_frame']:.2f}x)" if "speedup_vs_per_frame" in summary else ""))
+    if not trained:
+        print(f"note: untrained weights ({DEFAULT_WEIGHTS!r} is not shipped yet): the labels and mIoU are "
+              "not meaningful, the timing is", file=sys.stderr)
+    print(f"wrote {out / 'overlay.mp4'}, {out / 'panel.mp4'}, {out / 'summary.json'}")
     return 0

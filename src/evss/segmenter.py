@@ -78,6 +78,8 @@ class FrameResult:
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # coarse/edge/fine (H, W) float32 in [0, 1]
     warped_labels: np.ndarray | None = None  # (H, W) uint8 argmax of the warped features
     fine_mean: float | None = None  # mean of the fine distortion map (for adaptive keyframes)
+    fine_share: float | None = None  # share of 1/4-grid pixels with M^f > 0.5 (Eq. 7's binarisation)
+    redone: bool = False  # a non-keyframe that the policy rejected and re-segmented as a keyframe
 
 
 def to_tensor(frame: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -173,6 +175,12 @@ class VideoSegmenter:
             result = self._warp_only(image)
         else:
             result = self._non_keyframe(image)
+        # Optional policy hook (evss.keyframes.AdaptiveKeyframes): when the propagated features of
+        # this very frame are judged too degraded (a hard cut, say), it becomes a keyframe after all.
+        redo = getattr(self.policy, "redo_as_keyframe", None)
+        if not is_key and redo is not None and redo(result):
+            result = self._keyframe(image)
+            result.redone = is_key = True
         self._sync()
         result.seconds = time.perf_counter() - t0
         self._since_key = 1 if is_key else self._since_key + 1
@@ -217,7 +225,7 @@ class VideoSegmenter:
             self._pred = pred
         fine_q = maps["fine"]
         res = FrameResult(index=self._index, labels=labels, is_keyframe=False, seconds=0.0,
-                          fine_mean=float(fine_q.mean()))
+                          fine_mean=float(fine_q.mean()), fine_share=float((fine_q > 0.5).float().mean()))
         if self.return_maps:
             res.maps = full_maps or {k: self._map(m) for k, m in maps.items()}
             res.warped_labels = self._labels(warped)

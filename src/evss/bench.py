@@ -1,0 +1,275 @@
+"""`evss bench`: time each part and the whole stream against the per-frame backbone, in one run.
+
+    evss bench --size 512x1024 --threads 2 --keyframe-interval 5 --flow learned dis mv --json bench.json
+
+Parts (median of ``--runs`` after ``--warmup``, batch 1, no grad): the keyframe (backbone, x4
+upsample, argmax), each flow source, warp, CoNet, distortion maps + fusion + upsample. Streams: a
+SynthDrive clip of ``--frames`` frames through ``VideoSegmenter``, per-frame mode and EVSS at the
+keyframe interval with each flow source, timing every frame as the segmenter does (model and
+fusion, not decoding); the streams take turns ``--repeats`` times, and the medians of keyframe and
+non-keyframe times give the mean frame. The ``mv`` source's fields are decoded from the clip encoded to H.264 first;
+turning vectors into a dense field is part of decoding and is reported separately (``mv_field``),
+next to the decode time with and without ``export_mvs``.
+
+Ratios: non-keyframe / keyframe (stream medians) and average frame at the interval / per-frame
+backbone, for each flow source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 512x1024") from None
+    if h < 32 or w < 32:
+        raise argparse.ArgumentTypeError(f"size {text!r}: each side must be at least 32")
+    return h, w
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, help="built-in name or checkpoint (default: the segment default)")
+    p.add_argument("--preset", default=None, help="time an untrained preset instead (paper, official, light, tiny)")
+    p.add_argument("--size", type=_size, default=(512, 1024), help="frame size HxW (default 512x1024)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    p.add_argument("--keyframe-interval", type=int, default=5)
+    p.add_argument("--flow", nargs="+", default=["learned", "dis", "mv"], choices=("learned", "dis", "mv"),
+                   help="flow sources to time (default all)")
+    p.add_argument("--frames", type=int, default=16, help="stream length (default 16)")
+    p.add_argument("--runs", type=int, default=5, help="timed runs per part (default 5)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2, help="passes over the clip per stream (default 2)")
+    p.add_argument("--half", action="store_true", help="float16 on CUDA")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+
+
+def _sync(device) -> None:
+    import torch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, *, runs: int, warmup: int, device) -> float:
+    """Median wall time of ``fn()`` in ms, device synchronised."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(ts)
+
+
+def _median_ms(values: list[float]) -> float | None:
+    return 1000 * statistics.median(values) if values else None
+
+
+def _decode_fields(path: Path) -> tuple[list, float, float, float]:
+    """Motion fields of an encoded clip and ms per frame: decode plain, decode + export_mvs, field build."""
+    import av
+    import numpy as np
+
+    from evss.data.video import open_video
+    from evss.flow_sources import vectors_to_flow
+
+    def decode(opts: dict | None) -> tuple[float, list]:
+        c = av.open(str(path))
+        s = c.streams.video[0]
+        if opts:
+            s.codec_context.options = opts
+        t0, out = time.perf_counter(), []
+        for f in c.decode(s):
+            f.to_ndarray(format="rgb24")
+            if opts:
+                sd = f.side_data.get("MOTION_VECTORS")
+                out.append(sd.to_ndarray() if sd is not None else None)
+        dt = time.perf_counter() - t0
+        c.close()
+        return dt, out
+
+    plain, _ = decode(None)
+    with_mvs, vectors = decode({"flags2": "+export_mvs"})
+    n = len(vectors)
+    with open_video(path, motion_vectors=True) as v:
+        h, w = v.info.height, v.info.width
+        fields = [f.motion for f in v]
+    t0 = time.perf_counter()
+    for vec in vectors:
+        if vec is not None:
+            vectors_to_flow(vec, h, w, fill=np.zeros((2, (h + 3) // 4, (w + 3) // 4), np.float32))
+    build = time.perf_counter() - t0
+    return fields, 1000 * plain / n, 1000 * with_mvs / n, 1000 * build / n
+
+
+def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: int, frames: int, runs: int,
+          warmup: int, repeats: int = 2, dtype=None) -> dict:
+    import tempfile
+
+    import torch
+    import torch.nn.functional as F
+
+    from evss.data.synthdrive import SynthDriveConfig, generate_clip
+    from evss.data.video import write_video_frames
+    from evss.flow_sources import MVFlow, make_flow_source
+    from evss.models.distortion import coarse_map, fine_map, fuse
+    from evss.models.warp import warp
+    from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
+
+    dtype = dtype or torch.float32
+    h, w = size
+    model = model.to(device, dtype).eval()
+    clip = generate_clip(SynthDriveConfig(height=h, width=w, frames=max(frames, 2)), seed=0)
+    key = pad_to_multiple(to_tensor(clip.frames[0], device, dtype), 32)  # (1, 3, Hp, Wp)
+    cur = pad_to_multiple(to_tensor(clip.frames[1], device, dtype), 32)
+    result: dict = {"parts_ms": {}, "streams": {}, "ratios": {}}
+    fields = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if "mv" in flows:
+            mp4 = write_video_frames(Path(tmp) / "clip.mp4", clip.frames, fps=15, crf=18)
+            fields, dec, dec_mv, build = _decode_fields(mp4)
+            result["decode_ms"] = {"plain": dec, "export_mvs": dec_mv, "mv_field": build}
+
+    parts = result["parts_ms"]
+    with torch.inference_mode():
+        feat = model.backbone(key)  # (1, C, h, w)
+        parts["keyframe"] = timed(lambda: F.interpolate(model.backbone(key), scale_factor=4, mode="bilinear")
+                                  .argmax(1), runs=runs, warmup=warmup, device=device)
+        sources = {}
+        for name in flows:
+            src = make_flow_source(name, model)
+            if isinstance(src, MVFlow):
+                src.feed(fields[1])
+            sources[name] = src
+            parts[f"flow_{name}"] = timed(lambda: src(key, cur), runs=runs, warmup=warmup, device=device)
+        flow = model.flow(key, cur)
+        warped = warp(feat, flow)
+        upd, edge = model.correction(cur, warped)
+        pred = feat.argmax(1)
+        parts["warp"] = timed(lambda: warp(feat, flow), runs=runs, warmup=warmup, device=device)
+        parts["conet"] = timed(lambda: model.correction(cur, warped), runs=runs, warmup=warmup, device=device)
+
+        def fusion():
+            m = fine_map(coarse_map(warped, pred), model.correction.edge_probability(edge), model.distortion)
+            return F.interpolate(fuse(warped, upd, m, model.distortion), scale_factor=4, mode="bilinear").argmax(1)
+
+        parts["fusion"] = timed(fusion, runs=runs, warmup=warmup, device=device)
+
+    def stream(mode: str, flow_name: str | None, times: dict[str, list[float]]) -> int:
+        """One pass over the clip; appends per-frame seconds to times["key"/"non"]; returns keyframes."""
+        src = sources.get(flow_name) if flow_name else None
+        seg = VideoSegmenter(model, config=SegmenterConfig(mode=mode, keyframe_interval=interval), device=device,
+                             flow=src, dtype=dtype)
+        for f in clip.frames[:2]:  # warm-up: allocations, caches
+            seg.step(f)
+        seg.reset()
+        keys = 0
+        for t in range(frames):
+            if isinstance(src, MVFlow):
+                src.feed(fields[t])
+            r = seg.step(clip.frames[t])
+            times["key" if r.is_keyframe else "non"].append(r.seconds)
+            keys += r.is_keyframe
+        return keys
+
+    # Streams take turns, ``repeats`` times, so a noisy neighbour on the machine hits them alike.
+    configs = {"per_frame": ("per_frame", None), **{f"evss_{n}": ("evss", n) for n in flows}}
+    times = {name: {"key": [], "non": []} for name in configs}
+    keyframes = {}
+    for _ in range(repeats):
+        for name, (mode, flow_name) in configs.items():
+            keyframes[name] = stream(mode, flow_name, times[name])
+    streams = result["streams"]
+    for name in configs:
+        key, non = _median_ms(times[name]["key"]), _median_ms(times[name]["non"])
+        k = keyframes[name]
+        # the mean frame from the medians: robust to a few frames slowed by other processes
+        streams[name] = {"frames": frames, "keyframes": k, "ms_keyframe": key, "ms_non_keyframe": non,
+                         "ms_mean_frame": (k * key + (frames - k) * (non or 0.0)) / frames, "repeats": repeats}
+    base = streams["per_frame"]["ms_mean_frame"]
+    for name in flows:
+        s = streams[f"evss_{name}"]
+        if name == "mv":  # building the field is decode-side work, but it is work: count it
+            s["ms_mean_frame_with_field"] = s["ms_mean_frame"] + result["decode_ms"]["mv_field"] * (
+                s["frames"] - s["keyframes"]) / s["frames"]
+        result["ratios"][name] = {
+            "non_keyframe_over_keyframe": (s["ms_non_keyframe"] / s["ms_keyframe"]
+                                           if s["ms_non_keyframe"] and s["ms_keyframe"] else None),
+            "mean_frame_over_per_frame": s.get("ms_mean_frame_with_field", s["ms_mean_frame"]) / base,
+        }
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from evss.config import build_model, preset
+    from evss.device import resolve_device
+    from evss.errors import EvssError
+    from evss.segment_video import load_weights
+
+    if args.frames < 2 or args.keyframe_interval < 1 or args.runs < 1 or args.repeats < 1:
+        raise EvssError("--frames must be >= 2; --keyframe-interval, --runs and --repeats >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dtype = torch.float32
+    if args.half:
+        if device.type != "cuda":
+            raise EvssError(f"--half needs a CUDA device, the device is {device}")
+        dtype = torch.float16
+    if args.preset:
+        torch.manual_seed(0)
+        config = preset(args.preset)
+        model, described = build_model(config).eval(), f"untrained {args.preset} preset"
+    else:
+        model, config, described, _ = load_weights(args.weights, notice=lambda m: print(m, file=sys.stderr))
+    h, w = args.size
+    header = {"model": described, "preset": config.name, "size": [h, w], "device": str(device),
+              "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                              else platform.processor() or platform.machine()),
+              "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
+              "torch": torch.__version__, "keyframe_interval": args.keyframe_interval, "runs": args.runs,
+              "warmup": args.warmup}
+    print(f"evss bench: {described} ({config.name}), {w}x{h}, device {header['device_name']} ({device}), "
+          f"threads {header['threads']}, {header['dtype']}, interval {args.keyframe_interval}, "
+          f"median of {args.runs} after {args.warmup} warm-up")
+    res = {**header, **bench(model, size=(h, w), device=device, flows=args.flow, interval=args.keyframe_interval,
+                             frames=args.frames, runs=args.runs, warmup=args.warmup, repeats=args.repeats,
+                             dtype=dtype)}
+    print("\n| part | ms |\n|---|---:|")
+    for part, ms in res["parts_ms"].items():
+        print(f"| {part} | {ms:.1f} |")
+    if "decode_ms" in res:
+        d = res["decode_ms"]
+        print(f"| decode (plain / with export_mvs) | {d['plain']:.1f} / {d['export_mvs']:.1f} |")
+        print(f"| mv: vectors -> dense field | {d['mv_field']:.1f} |")
+
+    def ms(v, spec=".1f"):
+        return "n/a" if v is None else format(v, spec)
+
+    print(f"\n| stream ({args.frames} frames) | keyframes | ms keyframe | ms non-keyframe | ms mean frame | "
+          "non-key / key | mean frame / per-frame |\n|---|---:|---:|---:|---:|---:|---:|")
+    for name, s in res["streams"].items():
+        r = res["ratios"].get(name.removeprefix("evss_"), {})
+        mean = s.get("ms_mean_frame_with_field", s["ms_mean_frame"])
+        print(f"| {name} | {s['keyframes']} | {ms(s['ms_keyframe'])} | {ms(s['ms_non_keyframe'])} | {ms(mean)} | "
+              f"{ms(r.get('non_keyframe_over_keyframe'), '.2f') if r else '-'} | "
+              f"{ms(r.get('mean_frame_over_per_frame'), '.2f') if r else '1.00'} |")
+    if args.json:
+        from evss.checkpoint import atomic_write
+        atomic_write(args.json, lambda p: p.write_text(json.dumps(res, indent=2) + "\n"))
+        print(f"\nwrote {args.json}")
+    return 0

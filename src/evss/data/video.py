@@ -1,0 +1,524 @@
+"""Video in and out: video files through PyAV (FFmpeg), folders of frames and globs.
+
+Reading streams one frame at a time, so memory does not grow with video length:
+
+    with open_video("drive.mp4", max_size=1024) as video:
+        print(video.info)
+        for frame in video:           # Frame(index, image (H, W, 3) uint8 RGB, pts, motion)
+            ...
+
+Frames come out upright (the container's display rotation is applied), in display order, with
+their presentation time stamps, so a writer can keep a variable frame rate as it was.
+
+With ``motion_vectors=True`` the decoder exports the codec's block motion vectors
+(``flags2=+export_mvs``) and each frame carries ``motion``: the backward flow of this frame to the
+previous one, (2, ceil(H/4), ceil(W/4)) in pixels of the 1/4 grid, in the convention of
+:mod:`evss.models.warp`, ready for :class:`evss.flow_sources.MVFlow`. See
+:func:`evss.flow_sources.vectors_to_flow` for how vectors become a dense field.
+
+Writing (:class:`VideoWriter`) encodes H.264 into mp4 (or any container FFmpeg writes). H.264 in
+yuv420p, the pixel format every player reads, needs even sizes: odd frames are padded by one
+replicated row/column; ``pix_fmt="yuv444p"`` keeps odd sizes exactly (fewer players read it).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import math
+import queue
+import re
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from evss.errors import EvssError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+DEFAULT_FPS = Fraction(25)  # for folders of frames, which carry no rate
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    source: str  # what was opened: a path, a folder or a glob pattern
+    kind: str  # "video" | "frames"
+    height: int  # of the frames as yielded (upright, after max_size)
+    width: int
+    source_height: int  # as stored (before rotation and max_size)
+    source_width: int
+    fps: Fraction  # the average frame rate
+    frames: int | None  # frame count the container announces (an estimate for some files), None if unknown
+    time_base: Fraction  # unit of Frame.pts
+    rotation: int  # degrees counter-clockwise applied to make frames upright (0, 90, 180, 270)
+    has_audio: bool = False
+    codec: str = ""
+
+    def describe(self) -> str:
+        n = f"{self.frames} frames" if self.frames else "unknown frame count"
+        size = f"{self.width}x{self.height}"
+        if (self.source_width, self.source_height) != (self.width, self.height):
+            size += f" (stored {self.source_width}x{self.source_height})"
+        rot = f", rotated {self.rotation} deg" if self.rotation else ""
+        codec = f" {self.codec}" if self.codec else ""
+        return f"{self.source}:{codec} {size}, {float(self.fps):.3g} fps, {n}{rot}"
+
+
+@dataclass
+class Frame:
+    index: int  # 0-based position in display order
+    image: np.ndarray  # (H, W, 3) uint8 RGB, upright
+    pts: int | None = None  # presentation time in VideoInfo.time_base units (None: unknown)
+    motion: np.ndarray | None = None  # (2, ceil(H/4), ceil(W/4)) float32 backward flow to frame index-1
+    motion_kind: str = "none"  # "vectors" | "previous" (no vectors: the last field reused) | "none"
+    pict_type: str = ""  # "I" | "P" | "B" for decoded video
+
+
+def output_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
+    """Scale (height, width) down so the longer side is at most ``max_size``; never up."""
+    if not max_size or max(height, width) <= max_size:
+        return height, width
+    s = max_size / max(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def _frame_files(source: str) -> list[Path] | None:
+    """The image files of a folder or a glob, in natural order; None if ``source`` is neither."""
+    p = Path(source)
+    if p.is_dir():
+        files = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        if not files:
+            raise EvssError(f"{source}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
+        return sorted(files, key=_natural_key)
+    if any(ch in source for ch in "*?[") and not p.exists():
+        files = [Path(f) for f in globlib.glob(source) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise EvssError(f"{source}: the pattern matches no image files")
+        return sorted(files, key=_natural_key)
+    return None
+
+
+def open_video(source: str | Path, *, max_size: int | None = None, motion_vectors: bool = False,
+               fps: float | Fraction | None = None) -> "VideoReader":
+    """Open a video file, a folder of frames or a glob of frames for streaming.
+
+    ``max_size`` downscales frames so their longer side fits; ``fps`` sets the rate of a frame
+    folder (default 25) and is ignored for video files, which carry their own timing.
+    """
+    source = str(source)
+    files = _frame_files(source)
+    if files is not None:
+        if motion_vectors:
+            raise EvssError(f"{source}: motion vectors come from a compressed video; a folder of frames has none "
+                            "(use --flow learned or dis)")
+        return FrameFolderReader(source, files, max_size=max_size, fps=Fraction(fps) if fps else DEFAULT_FPS)
+    p = Path(source)
+    if not p.exists():
+        raise EvssError(f"{source}: no such file, folder or matching glob")
+    if p.is_file() and p.stat().st_size == 0:
+        raise EvssError(f"{source}: the file is empty (0 bytes)")
+    return PyAVReader(source, max_size=max_size, motion_vectors=motion_vectors)
+
+
+class VideoReader:
+    """Base: a context manager and an iterator of :class:`Frame`; ``info`` describes the stream."""
+
+    info: VideoInfo
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+
+class FrameFolderReader(VideoReader):
+    def __init__(self, source: str, files: list[Path], *, max_size: int | None, fps: Fraction) -> None:
+        self.files = files
+        first = self._read(files[0])
+        h0, w0 = first.shape[:2]
+        h, w = output_size(h0, w0, max_size)
+        self.info = VideoInfo(source=source, kind="frames", height=h, width=w, source_height=h0, source_width=w0,
+                              fps=fps, frames=len(files), time_base=1 / fps, rotation=0, codec="images")
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray:
+        import cv2
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise EvssError(f"{path}: not a readable image")
+        return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB
+
+    def __iter__(self) -> Iterator[Frame]:
+        info = self.info
+        for i, path in enumerate(self.files):
+            img = self._read(path)
+            if img.shape[:2] != (info.source_height, info.source_width):
+                raise EvssError(f"{path}: frame {i} is {img.shape[1]}x{img.shape[0]}, the sequence started at "
+                                f"{info.source_width}x{info.source_height} ({self.files[0].name})")
+            yield Frame(index=i, image=_resize(img, info.height, info.width), pts=i)
+
+
+def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    if img.shape[:2] == (h, w):
+        return img
+    import cv2
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _rotate_image(img: np.ndarray, degrees: int) -> np.ndarray:
+    """Rotate counter-clockwise by a multiple of 90 degrees."""
+    k = (degrees // 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+def rotate_flow(flow: np.ndarray, degrees: int) -> np.ndarray:
+    """Rotate a (2, H, W) flow field counter-clockwise by a multiple of 90 degrees, like its frame.
+
+    ``np.rot90`` maps old pixel (x, y) to (y, W-1-x), so a displacement (dx, dy) becomes (dy, -dx).
+    """
+    out = flow
+    for _ in range((degrees // 90) % 4):
+        dx, dy = out[0], out[1]
+        out = np.stack([np.rot90(dy), -np.rot90(dx)])  # (2, W, H)
+    return np.ascontiguousarray(out)
+
+
+def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resample a (2, h, w) flow field to (2, height, width) grid cells, scaling the vectors too."""
+    _, h, w = flow.shape
+    if (h, w) == (height, width):
+        return flow
+    import cv2
+    out = np.stack([cv2.resize(c, (width, height), interpolation=cv2.INTER_LINEAR) for c in flow])
+    out[0] *= width / w
+    out[1] *= height / h
+    return out.astype(np.float32)
+
+
+class PyAVReader(VideoReader):
+    """A video file decoded by FFmpeg through PyAV."""
+
+    def __init__(self, source: str, *, max_size: int | None, motion_vectors: bool) -> None:
+        import av
+        self.source = source
+        self.motion_vectors = motion_vectors
+        try:
+            self.container = av.open(source, mode="r")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise EvssError(f"{source}: not a video FFmpeg can read ({_reason(exc)})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise EvssError(f"{source}: no video stream (streams: "
+                            f"{', '.join(s.type for s in self.container.streams) or 'none'})")
+        self.stream = stream = self.container.streams.video[0]
+        cc = stream.codec_context
+        if motion_vectors:
+            # The decoder attaches AV_FRAME_DATA_MOTION_VECTORS side data (H.264, MPEG-2/4, H.263).
+            cc.options = {"flags2": "+export_mvs"}
+        else:
+            stream.thread_type = "AUTO"  # frame threads: faster, and no side data is needed
+        self._first = self._peek()
+        rotation = _upright_degrees(self._first)
+        h0, w0 = self._first.height, self._first.width
+        hr, wr = (w0, h0) if rotation in (90, 270) else (h0, w0)
+        h, w = output_size(hr, wr, max_size)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FPS
+        frames = stream.frames or None
+        if frames is None and stream.duration and stream.time_base:
+            frames = max(1, round(float(stream.duration * stream.time_base * rate)))
+        self.info = VideoInfo(source=source, kind="video", height=h, width=w, source_height=h0, source_width=w0,
+                              fps=Fraction(rate), frames=frames, time_base=Fraction(stream.time_base or 1 / rate),
+                              rotation=rotation,
+                              has_audio=any(s.type == "audio" for s in self.container.streams),
+                              codec=cc.name or "")
+
+    def _decoded(self) -> Iterator:
+        import av
+        try:
+            yield from self.container.decode(self.stream)
+        except av.error.FFmpegError as exc:
+            raise EvssError(f"{self.source}: decoding failed ({_reason(exc)})") from None
+
+    def _peek(self):
+        self._frames = self._decoded()
+        first = next(self._frames, None)
+        if first is None:
+            self.container.close()
+            raise EvssError(f"{self.source}: the video stream holds no frames")
+        return first
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is None:
+            raise EvssError(f"{self.source}: a PyAVReader can be iterated once")
+        first, self._first = self._first, None
+        decoded = _chain(first, self._frames)
+        info = self.info
+        motion = _MotionTracker(info) if self.motion_vectors else None
+        for i, (f, mvs, dist) in enumerate(_with_anchor_distances(decoded, self.motion_vectors)):
+            img = f.to_ndarray(format="rgb24")  # (h0, w0, 3)
+            if img.shape[:2] != (info.source_height, info.source_width):
+                raise EvssError(f"{self.source}: frame {i} is {img.shape[1]}x{img.shape[0]}, the stream started at "
+                                f"{info.source_width}x{info.source_height}; size changes are not supported")
+            img = _resize(_rotate_image(img, info.rotation), info.height, info.width)
+            frame = Frame(index=i, image=img, pts=f.pts, pict_type=_PICT.get(int(f.pict_type), ""))
+            if motion is not None:
+                frame.motion, frame.motion_kind = motion.update(mvs, *dist)
+            yield frame
+
+
+_PICT = {1: "I", 2: "P", 3: "B"}
+
+
+def _chain(first, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "strerror", None) or exc).strip() or type(exc).__name__
+
+
+def _upright_degrees(frame) -> int:
+    """Counter-clockwise rotation (0/90/180/270) that shows the frame upright (display matrix)."""
+    rot = getattr(frame, "rotation", 0) or 0
+    return int(round(rot / 90.0)) * 90 % 360
+
+
+def _with_anchor_distances(frames: Iterator, with_vectors: bool) -> Iterator:
+    """Yield (frame, vectors, (past_distance, future_distance)) in display order.
+
+    A P frame's vectors point to the previous anchor (I or P) frame, a B frame's to the anchors
+    on either side; FFmpeg exports only the direction. To scale vectors to one frame step, B frames
+    wait here until the next anchor is decoded (a bounded look-ahead: the encoder's B-frame run).
+    """
+    if not with_vectors:
+        for f in frames:
+            yield f, None, (1, None)
+        return
+    last_anchor: int | None = None
+    held: list = []  # B frames waiting for the next anchor: (index, frame, vectors)
+    for i, f in enumerate(frames):
+        sd = f.side_data.get("MOTION_VECTORS")
+        mvs = sd.to_ndarray() if sd is not None and len(sd) else None
+        if int(f.pict_type) == 3:  # B
+            held.append((i, f, mvs))
+            continue
+        for j, fb, mb in held:
+            yield fb, mb, (j - last_anchor if last_anchor is not None else 1, i - j)
+        held.clear()
+        yield f, mvs, (i - last_anchor if last_anchor is not None else 1, None)
+        last_anchor = i
+    for j, fb, mb in held:  # a stream that ends on B frames
+        yield fb, mb, (j - last_anchor if last_anchor is not None else 1, None)
+
+
+class _MotionTracker:
+    """Turns each frame's motion vectors into the upright, resized backward flow to the previous frame."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        self.info = info
+        self.grid = (math.ceil(info.source_height / 4), math.ceil(info.source_width / 4))
+        self.previous: np.ndarray | None = None  # on the source 1/4 grid
+
+    def update(self, vectors: np.ndarray | None, past: int, future: int | None) -> tuple[np.ndarray, str]:
+        from evss.flow_sources import b_frame_distances, vectors_to_flow
+        info = self.info
+        if vectors is None:
+            # An I frame (or a codec that exports nothing): keep the last motion, a constant-velocity guess.
+            kind = "previous" if self.previous is not None else "none"
+            flow = self.previous if self.previous is not None else np.zeros((2, *self.grid), np.float32)
+        else:
+            past, future = b_frame_distances(vectors, past, future)
+            flow = vectors_to_flow(vectors, info.source_height, info.source_width, past_distance=past,
+                                   future_distance=future, fill=self.previous)
+            kind = "vectors"
+            self.previous = flow
+        out = rotate_flow(flow, info.rotation)
+        out = resize_flow(out, math.ceil(info.height / 4), math.ceil(info.width / 4))
+        return out, kind
+
+
+def prefetch(items: Iterable, depth: int = 4) -> Iterator:
+    """Produce ``items`` in a background thread, at most ``depth`` ahead of the consumer.
+
+    Decoding overlaps with the model this way while memory stays bounded. Exceptions in the
+    producer are re-raised in the consumer; closing the generator stops the producer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((None, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((None, done))
+        except BaseException as exc:  # handed to the consumer
+            q.put((exc, None))
+
+    thread = threading.Thread(target=produce, name="evss-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            exc, item = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:  # unblock a producer waiting on a full queue
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+@dataclass
+class VideoWriter:
+    """Encode RGB frames into a video file (H.264 in mp4 by default).
+
+    ``time_base`` and per-frame ``pts`` keep the input's timing (variable frame rate included);
+    without them frames are spaced 1/fps apart. Frames are padded to even sizes for yuv420p.
+    """
+
+    path: Path
+    fps: Fraction
+    height: int
+    width: int
+    time_base: Fraction | None = None
+    pix_fmt: str = "yuv420p"
+    codec: str = "libx264"
+    crf: int = 20
+    format: str | None = None  # container format; default from the file suffix, mp4 without one
+    options: dict[str, str] | None = None  # extra encoder options, e.g. {"x264-params": "bframes=0"}
+    frames_written: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        import av
+        self.path = Path(self.path)
+        fmt = self.format or (None if self.path.suffix.lower() in VIDEO_SUFFIXES else "mp4")
+        sub = self.pix_fmt == "yuv420p"
+        self.coded_height = self.height + (self.height % 2 if sub else 0)
+        self.coded_width = self.width + (self.width % 2 if sub else 0)
+        try:
+            self.container = av.open(str(self.path), mode="w", format=fmt)
+        except av.error.FFmpegError as exc:
+            raise EvssError(f"{self.path}: cannot write a video here ({_reason(exc)})") from None
+        rate = Fraction(self.fps).limit_denominator(1_000_000)
+        stream = self.container.add_stream(self.codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = self.coded_width, self.coded_height, self.pix_fmt
+        self.tb = Fraction(self.time_base) if self.time_base else 1 / rate
+        stream.time_base = self.tb
+        stream.codec_context.time_base = self.tb
+        if self.codec == "libx264":
+            stream.options = {"crf": str(self.crf), "preset": "veryfast", **(self.options or {})}
+        elif self.options:
+            stream.options = dict(self.options)
+        self.stream = stream
+        self._last_pts: int | None = None
+        self._step = max(1, round(1 / (rate * self.tb)))  # one frame period in time_base units
+
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:
+        """Append one (height, width, 3) uint8 RGB frame shown at ``pts`` (time_base units)."""
+        import av
+        if image.shape != (self.height, self.width, 3):
+            raise EvssError(f"{self.path}: frame {self.frames_written} is {image.shape}, the video is "
+                            f"({self.height}, {self.width}, 3)")
+        if (self.coded_height, self.coded_width) != (self.height, self.width):
+            image = np.pad(image, ((0, self.coded_height - self.height), (0, self.coded_width - self.width), (0, 0)),
+                           mode="edge")
+        # Presentation times must rise strictly; missing or repeated ones continue the frame period.
+        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
+            pts = 0 if self._last_pts is None else self._last_pts + self._step
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts, frame.time_base = pts, self.tb
+        self._last_pts = pts
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file (playable afterwards)."""
+        if self.container is None:
+            return
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+            self.container = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written before it is complete: a hidden sibling with the same suffix."""
+    return path.with_name(f".{path.stem}.partial{path.suffix or '.mp4'}")
+
+
+def write_label_png(path: Path, labels: np.ndarray, palette: Iterable[tuple[int, int, int]]) -> None:
+    """(H, W) uint8 class ids -> an 8-bit palette PNG: pixel values are the ids, colours the palette."""
+    from PIL import Image
+    img = Image.fromarray(np.ascontiguousarray(labels.astype(np.uint8)), mode="P")
+    flat = [c for rgb in palette for c in rgb]
+    img.putpalette(flat + [0] * (768 - len(flat)))
+    img.save(path, optimize=False, compress_level=1)
+
+
+def write_gray_png(path: Path, m: np.ndarray) -> None:
+    """(H, W) float map in [0, 1] -> 8-bit greyscale PNG."""
+    from PIL import Image
+    Image.fromarray((np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L").save(path, compress_level=1)
+
+
+def read_video_frames(path: str | Path) -> tuple[np.ndarray, VideoInfo]:
+    """Decode a whole (short) video into (T, H, W, 3) uint8: for tests and small clips."""
+    with open_video(path) as v:
+        frames = [f.image for f in v]
+        return np.stack(frames), v.info
+
+
+def write_video_frames(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], *, fps: float | Fraction = 25,
+                       **kwargs) -> Path:
+    """Encode RGB frames (T, H, W, 3) uint8 into ``path``: for tests and small clips."""
+    frames = iter(frames)
+    first = next(frames)
+    w = VideoWriter(Path(path), Fraction(fps).limit_denominator(1_000_000), first.shape[0], first.shape[1], **kwargs)
+    with w:
+        w.write(first)
+        for f in frames:
+            w.write(f)
+    return Path(path)

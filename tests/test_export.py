@@ -1,0 +1,61 @@
+"""`evss export`: both graphs as ONNX match PyTorch under onnxruntime; torch.export programs reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from evss.errors import EvssError
+from evss.export import check_onnx, example_inputs, export_onnx, export_pt2, keyframe_graph, non_keyframe_graph
+
+
+@pytest.mark.parametrize("flow_input", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_onnx_graphs_match_pytorch(tiny_model, tmp_path, flow_input):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    paths = export_onnx(tiny_model, tmp_path, height=64, width=96, flow_input=flow_input)
+    import onnx
+    model = onnx.load(str(paths["non_keyframe"]))
+    assert any(n.op_type == "GridSample" for n in model.graph.node)  # the warp is in the graph
+    assert (len(model.graph.input) == 4 and
+            [i.name for i in model.graph.input][:2] == (["image", "flow"] if flow_input else ["reference", "image"]))
+    report = check_onnx(tiny_model, paths, height=64, width=96, flow_input=flow_input)
+    for name, r in report.items():
+        for k, v in r.items():
+            assert v < (1e-4 if k.endswith("diff") else 1e-3), (name, k, v)
+
+
+def test_graphs_are_algorithm_1(tiny_model):
+    """Keyframe then non-keyframe graph give the streaming segmenter's labels, frame for frame."""
+    from evss.segmenter import VideoSegmenter
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(2)]
+    ref, img = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames)
+    with torch.no_grad():
+        feat, pred, key_labels = keyframe_graph(tiny_model)(ref)
+        warped, merged, pred_i, fine, labels = non_keyframe_graph(tiny_model)(ref, img, feat, pred)
+    seg = VideoSegmenter(tiny_model)
+    assert np.array_equal(key_labels[0].numpy(), seg.step(frames[0]).labels)
+    assert np.array_equal(labels[0].numpy(), seg.step(frames[1]).labels)
+    assert merged.shape == warped.shape == feat.shape and fine.shape == (1, 1, 16, 24)
+    assert torch.equal(pred_i, merged.argmax(dim=1))
+
+
+@pytest.mark.slow
+def test_pt2_programs_reload(tiny_model, tmp_path):
+    paths = export_pt2(tiny_model, tmp_path, height=64, width=96)
+    key_in, non_in = example_inputs(tiny_model, 64, 96, seed=3)
+    with torch.no_grad():
+        for name, graph, args in (("keyframe", keyframe_graph(tiny_model), key_in),
+                                  ("non_keyframe", non_keyframe_graph(tiny_model), non_in)):
+            loaded = torch.export.load(str(paths[name])).module()
+            for a, b in zip(loaded(*args), graph(*args)):
+                assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_export_size_and_opset_errors(tiny_model, tmp_path):
+    with pytest.raises(EvssError, match="multiples of 32, e.g. 96x128"):
+        export_onnx(tiny_model, tmp_path, height=70, width=100)
+    with pytest.raises(EvssError, match="opset"):
+        export_onnx(tiny_model, tmp_path, height=64, width=96, opset=13)
