@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delegated(sub, "segment", "evss.segment_video", "segment a video file, a folder of frames or a glob")
     _add_delegated(sub, "train", "evss.train", "train a stage: backbone, flow or evss")
     _add_delegated(sub, "bench", "evss.bench", "time each part and end to end against the per-frame backbone")
-    _add_delegated(sub, "export", "evss.export", "export the keyframe and non-keyframe graphs (ONNX, TorchScript)")
+    _add_delegated(sub, "export", "evss.export", "export the keyframe and non-keyframe graphs (ONNX, torch.export)")
     _add_delegated(sub, "eval", "evss.evaluate", "evaluate with the paper's protocol (mIoU per interval, TC, CL, speed)")
     return parser
 

@@ -78,7 +78,7 @@ class SPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.spp_bn(x)  # (N, ch, h, w)
-        h, w = y.shape[-2:]
+        h, w = int(y.shape[-2]), int(y.shape[-1])  # plain ints keep the grid arithmetic traceable
         ar = w / h
         levels = [y]
         for g, unit in zip(self.grids, (self.spp0, self.spp1, self.spp2)):
