@@ -43,6 +43,7 @@ class Method:
     mode: str  # "evss" | "warp_only" | "per_frame"
     label_space: str = "camvid"
     segmenter_overrides: tuple[tuple[str, Any], ...] = ()
+    flow: Any = None  # a FlowEstimator replacing the model's FlowNet (None: the learned flow)
 
 
 def warp_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -54,12 +55,12 @@ def warp_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return labels[sy, sx]
 
 
-def _segmenter(method: Method, interval: int, device, *, maps: bool = False, flow=None):
+def _segmenter(method: Method, interval: int, device, *, maps: bool = False):
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     cfg = SegmenterConfig(mode=method.mode, keyframe_interval=interval)
     if method.segmenter_overrides:
         cfg = dataclasses.replace(cfg, **dict(method.segmenter_overrides))
-    return VideoSegmenter(method.model, config=cfg, device=device, return_maps=maps, flow=flow)
+    return VideoSegmenter(method.model, config=cfg, device=device, return_maps=maps, flow=method.flow)
 
 
 def _starts(labelled: Sequence[int], intervals: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
@@ -346,6 +347,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                    help="a test-time variant of --weights, e.g. coarse_only=distortion.mode=coarse or "
                         "official_test=segmenter.coarse_reference=keyframe")
+    p.add_argument("--flow-sources", default="", metavar="NAME[,NAME]",
+                   help="also run warp_only and evss with these flow sources instead of the learned FlowNet "
+                        "(dis: OpenCV DIS), as rows NAME[dis]")
     p.add_argument("--max-sequences", type=int, default=None)
     p.add_argument("--panels", type=int, default=3, help="samples in the Fig. 6/12-style panel")
     p.add_argument("--costs-size", default="512x1024", help="resolution of the per-component cost table ('' skips)")
@@ -520,6 +524,11 @@ def run(args: argparse.Namespace) -> int:
             from evss.errors import ConfigError
             raise ConfigError(f"--methods: {mode!r} is not per_frame, warp_only or evss")
         methods.append(Method(name=mode, model=model, mode=mode, label_space=space))
+    for src in filter(None, (v.strip() for v in args.flow_sources.split(","))):
+        from evss.flow_sources import make_flow_source
+        for mode in ("warp_only", "evss"):
+            methods.append(Method(name=f"{mode}[{src}]", model=model, mode=mode, label_space=space,
+                                  flow=make_flow_source(src, model)))
     for spec in args.variant:
         name, variant, seg = _variant(model, config, spec)
         methods.append(Method(name=name, model=variant, mode="evss", label_space=space, segmenter_overrides=seg))
