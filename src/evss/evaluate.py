@@ -254,7 +254,9 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
         if m["mode"] == "evss":
             ax.plot(intervals, [100 * m["intervals"][str(d)]["corrected_labels"] for d in intervals], marker="o", label=name)
     ax.set(xlabel="keyframe interval", ylabel="corrected labels (%)", title="Corrected labels, Eq. (9) (Fig. 11)")
-    ax.grid(alpha=0.3), ax.legend()
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     save(fig, "corrected_labels.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, m in methods.items():
