@@ -12,16 +12,16 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Mapping
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from evss.config import EVSSConfig, build_model, config_from_json, preset, to_dict
-from evss.errors import CheckpointError, ConfigError
+from evss.errors import CheckpointError, ConfigError, EvssError
 from evss.models.evss import EVSSNet
 
 FORMAT = "evss-checkpoint"
@@ -34,17 +34,32 @@ def builtin_weights() -> dict[str, Path]:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file.
+
+    The temporary file sits beside ``path`` (same file system, so the rename is atomic), is
+    flushed to disk before the rename, and is removed if anything fails or interrupts. Failures of
+    the file system (a folder in the way, no permission, a full disk) raise an EvssError naming
+    ``path``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise EvssError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise EvssError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -61,12 +76,16 @@ def save_model(path: str | Path, model: nn.Module, config: EVSSConfig, *, half: 
     return path
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ValueError ... on a damaged file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from None
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:
@@ -89,14 +108,14 @@ def load_model(name_or_path: str | Path, *, map_location: str | torch.device = "
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: a safetensors file without an evss config in its metadata")
     try:
-        config = config_from_json(json.loads(meta["config"]), where=f"{path} (config)")
-    except (json.JSONDecodeError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: bad embedded config: {exc}") from None
+        config = config_from_json(json.loads(meta["config"]), where="config")
+    except (ValueError, RecursionError, ConfigError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: bad embedded config: {_one_line(exc)}") from None
     model = build_model(config)
     try:
         state = load_file(str(path), device=str(map_location))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: cannot read tensors ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError ... on a damaged file
+        raise CheckpointError(f"{path}: cannot read tensors ({_one_line(exc)})") from None
     load_state_checked(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path))
     return model.eval(), config
 
@@ -122,7 +141,14 @@ def load_state_checked(module: nn.Module, state: Mapping[str, torch.Tensor], sou
             parts.append(f"shape mismatches: {cut(shapes)}")
         raise CheckpointError(f"{source} does not fit {type(module).__name__} (another architecture, width or "
                               f"class count?): " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+    odd = [f"{k}: {state[k].dtype}" for k, v in own.items()
+           if v.is_floating_point() != state[k].is_floating_point() or state[k].is_complex()]
+    if odd:
+        raise CheckpointError(f"{source}: tensors of the wrong kind for {type(module).__name__}: {', '.join(odd[:6])}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: cannot load into {type(module).__name__} ({_one_line(exc)[:300]})") from None
 
 
 # ---- the authors' .pth files ---------------------------------------------------------------
@@ -136,19 +162,41 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to load: the file holds pickled objects other than tensors "
-                              f"(unsafe to unpickle). Detail: {str(exc).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    obj = safe_torch_load(path)
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
             obj = obj[wrapper]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if (not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj)
+            or not all(isinstance(v, torch.Tensor) for v in obj.values())):
         raise CheckpointError(f"{path}: expected a state_dict of tensors")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def safe_torch_load(path: str | Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU, every failure a CheckpointError naming the file.
+
+    The only ``torch.load`` in evss goes through here. ``weights_only=True`` builds tensors and
+    plain containers only; a pickle that asks for anything else (a function to call, a class to
+    build) is refused with a message that says so, before any of it runs.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch wraps the restricted unpickler's reason ("Unsupported global: GLOBAL posix.system",
+        # "Unsupported operand 149") in a long paragraph; the reason is the useful part.
+        text = str(exc)
+        reason = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n\n")[0] if text else ""
+        raise CheckpointError(f"{path}: refused to load: not a plain checkpoint of tensors; it is damaged or holds "
+                              f"pickled objects other than tensors (unsafe to unpickle). Detail: "
+                              f"{' '.join(reason.split())[:200] or type(exc).__name__}") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in zipfile, pickle, struct, storages ...
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"({type(exc).__name__}: {_one_line(exc)[:300]})") from None
 
 
 def split_official(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> dict[str, dict[str, torch.Tensor]]:
@@ -195,7 +243,11 @@ def load_official_model(*paths: str | Path, config: EVSSConfig | None = None) ->
     if config is None:
         if "csrnet" not in parts:
             raise CheckpointError(f"{', '.join(map(str, paths))}: no CSRNet weights; the class count is unknown")
-        c = int(parts["csrnet"]["logits.conv.weight"].shape[0])
+        head = parts["csrnet"].get("logits.conv.weight")
+        if head is None or head.dim() != 4:
+            raise CheckpointError(f"{', '.join(map(str, paths))}: the CSRNet weights lack logits.conv.weight "
+                                  "(N_classes, C, 1, 1), so the class count is unknown")
+        c = int(head.shape[0])
         config = preset("official", num_classes=c, label_space="cityscapes" if c == 19 else "camvid")
     model = build_model(config)
     targets = {"csrnet": model.backbone, "flownet": model.flow, "conet": model.correction}

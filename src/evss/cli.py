@@ -112,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"evss {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # no permission, a full disk, a file where a folder should be
+        if args.debug:
+            raise
+        print(f"evss {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"evss {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -42,6 +42,26 @@ class EVSSConfig:
         if self.backbone.num_classes != self.num_classes or self.correction.num_classes != self.num_classes:
             raise ConfigError(f"config {self.name!r}: num_classes {self.num_classes} but backbone has "
                               f"{self.backbone.num_classes} and CoNet {self.correction.num_classes}")
+        # Bounds that keep a config read from a file (or a checkpoint's metadata) from building
+        # a model that cannot work or that would exhaust memory before any check runs.
+        if not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(f"config {self.name!r}: num_classes must be in [1, {MAX_CLASSES}] (labels are 8-bit, "
+                              f"255 = ignore), got {self.num_classes}")
+        if self.label_space not in LABEL_SPACE_NAMES:
+            raise ConfigError(f"config {self.name!r}: label_space {self.label_space!r} is not one of "
+                              f"{LABEL_SPACE_NAMES}")
+        for part, width in (("backbone", self.backbone.width), ("flow", self.flow.width),
+                            ("correction", self.correction.width)):
+            if not 0 < width <= MAX_WIDTH:
+                raise ConfigError(f"config {self.name!r}: {part}.width must be in (0, {MAX_WIDTH}], got {width}")
+        if self.correction.activation not in ("relu", "leaky_relu"):
+            raise ConfigError(f"config {self.name!r}: correction.activation {self.correction.activation!r} is not "
+                              "'relu' or 'leaky_relu'")
+
+
+MAX_CLASSES = 255  # class ids are stored in uint8 with 255 = ignore
+MAX_WIDTH = 2.0  # channel multiplier; 1.0 is the paper's networks (4x their parameters at most)
+LABEL_SPACE_NAMES = ("cityscapes", "camvid")
 
 
 def preset(name: str, *, num_classes: int | None = None, label_space: str | None = None) -> EVSSConfig:
@@ -83,6 +103,9 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where=where)
     if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is not None and len(options) == 1:  # X | None: the message of X is the helpful one
+            return _check_type(value, options[0], where)
         for arg in typing.get_args(hint):
             try:
                 return _check_type(value, arg, where)
@@ -90,12 +113,22 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
                 continue
         raise ConfigError(f"{where}: {value!r} does not match {hint}")
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: {value} is too large for a float") from None
     if hint is type(None) and value is None:
         return None
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if args:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
+            return tuple(_check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         return tuple(value)
     raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {type(value).__name__} {value!r}")
 
@@ -112,7 +145,7 @@ def from_dict(cls: type, data: Any, *, where: str = "config") -> Any:
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
@@ -131,9 +164,22 @@ def load_config(path: str | Path) -> EVSSConfig:
 
 
 def config_from_json(data: Any, *, where: str = "config") -> EVSSConfig:
+    """An EVSSConfig from parsed JSON: a full config, or ``{"preset": name, ...overrides}``.
+
+    Unknown keys, wrong types and impossible values raise ConfigError naming ``where``.
+    """
     if isinstance(data, dict) and "preset" in data:
-        base = to_dict(preset(data["preset"], num_classes=data.get("num_classes"),
-                              label_space=data.get("label_space")))
+        name, classes, space = data["preset"], data.get("num_classes"), data.get("label_space")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.preset: expected a preset name, got {type(name).__name__} {name!r}")
+        if classes is not None and (not isinstance(classes, int) or isinstance(classes, bool)):
+            raise ConfigError(f"{where}.num_classes: expected int, got {type(classes).__name__} {classes!r}")
+        if space is not None and not isinstance(space, str):
+            raise ConfigError(f"{where}.label_space: expected str, got {type(space).__name__} {space!r}")
+        try:
+            base = to_dict(preset(name, num_classes=classes, label_space=space))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         _merge(base, {k: v for k, v in data.items() if k != "preset"})
         data = base
     return from_dict(EVSSConfig, data, where=where)

@@ -375,6 +375,17 @@ def _intervals(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _hw(text: str, flag: str) -> tuple[int, int]:
+    from evss.errors import ConfigError
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not HxW, e.g. 256x512") from None
+    if h < 1 or w < 1:
+        raise ConfigError(f"{flag} {text!r} must be positive")
+    return h, w
+
+
 def _parse_value(v: str) -> Any:
     low = v.lower()
     if low in ("true", "false"):
@@ -428,7 +439,7 @@ def _source(args, label_space_classes):
     if args.data == "synthdrive":
         from evss.data.pairs import SynthDriveSource
         from evss.data.synthdrive import SynthDriveConfig, SynthDriveDataset
-        h, w = (int(v) for v in args.size.lower().split("x"))
+        h, w = _hw(args.size, "--size")
         if args.root is not None:
             ds = SynthDriveDataset(args.root)
         else:
@@ -552,7 +563,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     costs = None
     if args.costs_size:
-        h, w = (int(v) for v in args.costs_size.lower().split("x"))
+        h, w = _hw(args.costs_size, "--costs-size")
         costs = component_costs(model, h, w)
         costs["size"] = args.costs_size
     md = write_report(report, args.out, label_space=space, costs=costs,

@@ -7,15 +7,20 @@
 Decode, segment and encode stream one frame at a time (a few frames in flight: memory does not
 grow with the video). The output keeps the input's frame count and timing (variable frame rates
 too); rotation metadata is applied so frames are segmented upright; audio is dropped. Outputs are
-written under a hidden ``.NAME.partial`` name and renamed when complete; Ctrl-C finishes a
-playable video of the frames done so far.
+written under a hidden ``.NAME.partial`` name (label and map folders too) and renamed when
+complete, so a crash never leaves an output that looks complete; Ctrl-C (SIGINT) stops after the
+current frame and finishes a playable video of the frames done so far. ``--on-error skip`` keeps
+going past undecodable frames, repeating the last good segmentation so the output keeps the frame
+count, and names the frames.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="overlay: labels blended over the frame; side: frame and labels side by side")
     g.add_argument("--alpha", type=_unit_float, default=0.5, help="label opacity for --layout overlay (default 0.5)")
     g.add_argument("--save-labels", type=Path, metavar="DIR",
-                   help="also write one palette PNG of class ids per frame (000000.png, ...)")
+                   help="also write one palette PNG of class ids per frame (000000.png, ...); the folder is filled "
+                        "as .DIR.partial and renamed when done, replacing an earlier output of evss there")
     g.add_argument("--save-maps", type=Path, metavar="DIR|VIDEO",
                    help="also write distortion maps: greyscale PNGs in DIR/<map>/, or videos if this ends in .mp4")
     g.add_argument("--maps", type=_map_list, default=("fine",),
@@ -103,6 +109,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                    help="downscale frames so the longer side is at most this (outputs at that size)")
     r.add_argument("--fps", type=float, default=None, help="frame rate of a folder of frames (default 25)")
+    r.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                   help="an undecodable frame: stop with an error naming it (default), or skip it, repeating the "
+                        "last good segmentation so the output keeps the frame count (the frames are reported)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -144,21 +153,30 @@ class _MapSink:
 
     def __init__(self, target: Path, names: tuple[str, ...], *, info, height: int, width: int, pix_fmt: str,
                  crf: int) -> None:
-        from evss.data.video import VIDEO_SUFFIXES, VideoWriter, partial_path
+        from evss.data.video import VIDEO_SUFFIXES, PartialFolder, VideoWriter, numbered_pngs, partial_path
         self.names, self.target = names, target
         self.as_video = target.suffix.lower() in VIDEO_SUFFIXES
         self.writers: dict = {}
         self.finals: dict = {}
+        self.folder = None
         if self.as_video:
             target.parent.mkdir(parents=True, exist_ok=True)
-            for name in names:
-                final = target if name == names[0] else target.with_name(f"{target.stem}_{name}{target.suffix}")
-                self.finals[name] = final
-                self.writers[name] = VideoWriter(partial_path(final), info.fps, height, width, time_base=info.time_base,
-                                                 pix_fmt=pix_fmt, crf=crf)
+            try:
+                for name in names:
+                    final = target if name == names[0] else target.with_name(f"{target.stem}_{name}{target.suffix}")
+                    self.finals[name] = final
+                    self.writers[name] = VideoWriter(partial_path(final), info.fps, height, width,
+                                                     time_base=info.time_base, pix_fmt=pix_fmt, crf=crf)
+            except BaseException:
+                self.close(keep=False)
+                raise
         else:
+            def owned(p: Path) -> bool:  # DIR/<map>/NNNNNN.png, as this sink writes them
+                return (p.name in MAP_NAMES and p.is_dir() and not p.is_symlink()
+                        and all(numbered_pngs(q) for q in p.iterdir()))
+            self.folder = PartialFolder(target, owned=owned, what="--save-maps")
             for name in names:
-                (target / name).mkdir(parents=True, exist_ok=True)
+                (self.folder.path / name).mkdir()
 
     def write(self, index: int, maps: dict, pts: int | None) -> None:
         from evss.data.video import write_gray_png
@@ -167,9 +185,10 @@ class _MapSink:
             if self.as_video:
                 self.writers[name].write(gray(maps[name]), pts)
             else:
-                write_gray_png(self.target / name / f"{index:06d}.png", maps[name])
+                write_gray_png(self.folder.path / name / f"{index:06d}.png", maps[name])
 
     def close(self, keep: bool) -> list[Path]:
+        """Finish the outputs; ``keep`` renames them to their final names, else they are deleted."""
         done = []
         for name, w in self.writers.items():
             w.close()
@@ -178,7 +197,45 @@ class _MapSink:
                 done.append(self.finals[name])
             else:
                 Path(w.path).unlink(missing_ok=True)
+        if self.folder is not None:
+            self.folder.commit() if keep else self.folder.discard()
         return done
+
+
+class _StopOnSigint:
+    """Turns the first Ctrl-C (SIGINT) into a request to stop after the current frame.
+
+    The frame loop checks ``requested`` between frames, so an interrupt never lands halfway
+    through encoding a frame: the video is finished with exactly the frames reported. A second
+    Ctrl-C raises KeyboardInterrupt at once (the outputs are still finished). Only the main thread
+    can install signal handlers; elsewhere, and where SIGINT is ignored, nothing changes.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopOnSigint":
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _frame_list(indices: list[int], limit: int = 20) -> str:
+    shown = ", ".join(map(str, indices[:limit]))
+    return shown + (f" ... ({len(indices)} in all)" if len(indices) > limit else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,7 +243,15 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from evss.classes import LABEL_SPACES
-    from evss.data.video import VideoWriter, open_video, partial_path, prefetch, write_label_png
+    from evss.data.video import (
+        PartialFolder,
+        VideoWriter,
+        numbered_pngs,
+        open_video,
+        partial_path,
+        prefetch,
+        write_label_png,
+    )
     from evss.device import resolve_device
     from evss.errors import EvssError
     from evss.flow_sources import MVFlow, make_flow_source
@@ -206,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         raise EvssError(f"-o {out}: is a folder; give a video file name such as {out / 'segmented.mp4'}")
     if Path(args.input).exists() and out.resolve() == Path(args.input).resolve():
         raise EvssError(f"-o {out}: would overwrite the input")
+    _check_output_folders(args, out)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -215,9 +281,15 @@ def run(args: argparse.Namespace) -> int:
             raise EvssError(f"--half needs a CUDA device, the device is {device}")
         dtype = torch.float16
 
-    model, config, described, _ = load_weights(args.weights, notice=notice)
+    # The input first: a bad input is reported before anything else is said or loaded.
+    reader = open_video(args.input, max_size=args.max_size, motion_vectors=args.flow == "mv", fps=args.fps,
+                        on_error=args.on_error)
+    try:
+        model, config, described, _ = load_weights(args.weights, notice=notice)
+    except BaseException:
+        reader.close()
+        raise
     space = LABEL_SPACES[config.label_space]
-    reader = open_video(args.input, max_size=args.max_size, motion_vectors=args.flow == "mv", fps=args.fps)
     info = reader.info
     if info.has_audio:
         notice(f"note: {args.input} has an audio track; the output is video only")
@@ -248,51 +320,87 @@ def run(args: argparse.Namespace) -> int:
            f"device {device}{' fp16' if args.half else ''}, threads {torch.get_num_threads()}")
 
     tmp = partial_path(out)
-    writer = None
+    writer = labels = maps = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         writer = VideoWriter(tmp, info.fps, info.height, out_w, time_base=info.time_base, pix_fmt=args.pix_fmt,
                              crf=args.crf)
         if args.save_labels:
-            args.save_labels.mkdir(parents=True, exist_ok=True)
+            labels = PartialFolder(args.save_labels, owned=numbered_pngs, what="--save-labels")
         maps = (_MapSink(args.save_maps, args.maps, info=info, height=info.height, width=info.width,
                          pix_fmt=args.pix_fmt, crf=args.crf) if args.save_maps else None)
-    except BaseException:
+    except BaseException as exc:
         reader.close()
         if writer is not None:
             writer.close()
             tmp.unlink(missing_ok=True)
+        if labels is not None:
+            labels.discard()
+        if isinstance(exc, OSError):  # no permission, a file in the way, a full disk ...
+            raise EvssError(f"cannot write the outputs: {exc}") from None
         raise
+
+    def emit(index: int, pts: int | None, image, result) -> None:
+        """Write one output frame: the video frame, its label PNG and its maps."""
+        writer.write(image, pts)
+        if labels is not None:
+            write_label_png(labels.path / f"{index:06d}.png", result.labels, space.palette)
+        if maps is not None:
+            maps.write(index, result.maps, pts)
 
     stats = _Stats()
     no_vectors = 0
     ok = interrupted = False
     first_pts = None
+    bad: list[int] = []  # undecodable frames (--on-error skip)
+    first_error = ""
+    last = None  # (rendered frame, result) of the last good frame: what a bad frame repeats
+    waiting: list[tuple[int, int | None]] = []  # bad frames before the first good one
     frames = prefetch(reader, depth=4)  # decoding runs ahead in a thread, at most 4 frames
     t0 = time.perf_counter()
     bar = tqdm(total=info.frames, unit="frame", desc="segment", disable=args.quiet, dynamic_ncols=True,
                file=sys.stderr)
     try:
-        for frame in frames:
-            if mv is not None:
-                mv.feed(frame.motion)
-                no_vectors += frame.index > 0 and frame.motion_kind != "vectors"
-            r = seg.step(frame.image)
-            if frame.pts is not None and first_pts is None:
-                first_pts = frame.pts
-            pts = None if frame.pts is None else frame.pts - first_pts
-            writer.write(render(frame.image, r.labels, layout=args.layout, label_space=space.name, alpha=args.alpha),
-                         pts)
-            if args.save_labels:
-                write_label_png(args.save_labels / f"{frame.index:06d}.png", r.labels, space.palette)
-            if maps is not None:
-                maps.write(frame.index, r.maps, pts)
-            stats.add(r.is_keyframe, r.redone, r.seconds)
-            bar.update(1)
-            bar.set_postfix(keyframes=stats.keyframes, refresh=False)
-        ok = True
+        with _StopOnSigint() as stop:
+            for frame in frames:
+                if stop.requested:
+                    interrupted = True
+                    break
+                if frame.pts is not None and first_pts is None:
+                    first_pts = frame.pts
+                pts = None if frame.pts is None else frame.pts - first_pts
+                if frame.image is None:  # --on-error skip: keep the frame count with the last good output
+                    bad.append(frame.index)
+                    first_error = first_error or frame.error
+                    if last is None:
+                        waiting.append((frame.index, pts))
+                    else:
+                        emit(frame.index, pts, *last)
+                    seg.reset()  # the next good frame starts a fresh keyframe chain
+                    bar.update(1)
+                    continue
+                if mv is not None:
+                    mv.feed(frame.motion)
+                    no_vectors += frame.index > 0 and frame.motion_kind != "vectors"
+                r = seg.step(frame.image)
+                image = render(frame.image, r.labels, layout=args.layout, label_space=space.name, alpha=args.alpha)
+                for index, wait_pts in waiting:  # undecodable leading frames take the first good output
+                    emit(index, wait_pts, image, r)
+                waiting.clear()
+                emit(frame.index, pts, image, r)
+                last = (image, r)
+                stats.add(r.is_keyframe, r.redone, r.seconds)
+                bar.update(1)
+                bar.set_postfix(keyframes=stats.keyframes, refresh=False)
+                if stop.requested:
+                    interrupted = True
+                    break
+            else:
+                ok = True
     except KeyboardInterrupt:
         interrupted = True
+    except OSError as exc:  # a full disk, a folder removed under us ...: one line, outputs cleaned up below
+        raise EvssError(f"stopped after {stats.frames + len(bad)} frames: {exc}") from None
     finally:
         bar.close()
         frames.close()
@@ -303,16 +411,28 @@ def run(args: argparse.Namespace) -> int:
             writer.close()
         finally:
             written = writer.frames_written
-            if keep and written:
+            keep = keep and written > 0
+            if keep:
                 os.replace(tmp, out)
             else:
                 tmp.unlink(missing_ok=True)
-            map_files = maps.close(keep=keep) if maps is not None else []
+            try:
+                if labels is not None:
+                    labels.commit() if keep else labels.discard()
+            finally:
+                map_files = maps.close(keep=keep) if maps is not None else []
 
     s = stats.summary(wall)
     if interrupted:
         notice(f"interrupted: wrote a playable {out} with the {written} frames done so far"
                + (f" of {info.frames}" if info.frames else ""))
+    if bad:
+        notice(f"note: {len(bad)} undecodable frame{'s' if len(bad) > 1 else ''} skipped (frame "
+               f"{_frame_list(bad)}; {first_error}): the output repeats the last good segmentation there, "
+               f"so it keeps all {written} frames")
+    if reader.truncated and not interrupted:
+        notice(f"note: {args.input} looks truncated: {reader.truncated}; the output holds the {written} frames "
+               "that could be read")
     if no_vectors:
         notice(f"note: {no_vectors} frames had no motion vectors (intra frames or a codec that exports none); "
                "mv reused the previous field or zero flow there")
@@ -320,9 +440,36 @@ def run(args: argparse.Namespace) -> int:
         raise EvssError(f"{args.input}: no frames were segmented")
     print(f"{s['frames']} frames, {s['keyframes']} keyframes"
           + (f" ({s['redone_keyframes']} started by the adaptive policy)" if args.adaptive else "")
+          + (f", {len(bad)} undecodable frame{'s' if len(bad) > 1 else ''} repeated" if bad else "")
           + f"; {_fmt(s['ms_per_keyframe'])} ms per keyframe, {_fmt(s['ms_per_non_keyframe'])} ms per non-keyframe; "
           f"{_fmt(s['overall_fps'])} frames/s overall ({_fmt(s['model_fps'])} in the model)")
     print(f"wrote {out}" + "".join(f", {p}" for p in map_files)
           + (f", labels in {args.save_labels}" if args.save_labels else "")
           + (f", maps in {args.save_maps}" if maps is not None and not maps.as_video else ""))
     return 130 if interrupted else 0
+
+
+def _check_output_folders(args: argparse.Namespace, out: Path) -> None:
+    """Refuse output folders that would replace the input or another output.
+
+    A label or map folder is replaced as a whole when the run completes, so it must not be (or
+    hold) the input frames, the output video or the other folder.
+    """
+    from evss.data.video import VIDEO_SUFFIXES
+    from evss.errors import EvssError
+    source = Path(args.input)
+    if not source.exists() and any(ch in args.input for ch in "*?["):
+        source = source.parent  # a glob: its folder
+    folders = [(flag, Path(value)) for flag, value in (("--save-labels", args.save_labels),
+                                                       ("--save-maps", args.save_maps)) if value]
+    folders = [(flag, path) for flag, path in folders
+               if not (flag == "--save-maps" and path.suffix.lower() in VIDEO_SUFFIXES)]
+    for flag, folder in folders:
+        real = folder.resolve()
+        for what, other in (("the input", source), ("the output video", out)):
+            other = other.resolve()
+            if other == real or real in other.parents:
+                raise EvssError(f"{flag} {folder}: the folder would hold {what} ({other}), which its "
+                                "replacement at the end would remove; choose another folder")
+    if len(folders) == 2 and folders[0][1].resolve() == folders[1][1].resolve():
+        raise EvssError(f"--save-labels and --save-maps name the same folder {folders[0][1]}")

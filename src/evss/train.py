@@ -18,7 +18,7 @@ non-finite losses skipped (and the run stopped after ``max_bad_steps`` in a row,
 good checkpoint), and checkpoints every ``checkpoint_every`` steps: ``out_dir/last.safetensors``
 (the model, :func:`evss.checkpoint.save_model`) and ``out_dir/last.state.pt`` (optimizer, scheduler,
 step, RNG states, config; plain tensors and containers only, so it loads with
-``torch.load(weights_only=True)``).
+``torch.load(weights_only=True)``; it holds the weights too, so it alone can resume a run).
 
 Determinism and resuming: the sample drawn at every position of the run is a function of
 ``(seed, step)`` only (:class:`StepPositions` / :class:`ByPosition`), and the augmentations are
@@ -353,7 +353,37 @@ class ByPosition:
         epoch, index = self.index(position)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
-        return self.dataset[index]
+        try:
+            return self.dataset[index]
+        except EvssError as exc:  # carried to the loop as data: see ItemError
+            return ItemError(type(exc).__name__, str(exc))
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """A sample that could not be read (a bad file), carried through the DataLoader as data.
+
+    A DataLoader worker re-raises an item's exception in the main process with the worker's whole
+    traceback in its message; carried as data, the loop raises the product's own one-line error
+    (naming the file) in every case, with or without workers.
+    """
+
+    kind: str  # the EvssError subclass name, e.g. "DataError"
+    message: str
+
+    def exception(self) -> EvssError:
+        import evss.errors
+        cls = getattr(evss.errors, self.kind, EvssError)
+        return (cls if isinstance(cls, type) and issubclass(cls, EvssError) else EvssError)(self.message)
+
+
+def collate(items: list[Any]) -> Any:
+    """``default_collate``, except that a batch with an unreadable sample becomes its :class:`ItemError`."""
+    from torch.utils.data import default_collate
+    for item in items:
+        if isinstance(item, ItemError):
+            return item
+    return default_collate(items)
 
 
 class LabelledFrames:
@@ -412,9 +442,12 @@ class SynthDriveFolder:
     """A SequenceSource over a folder written by ``evss synth``: reads only the frames and labels asked for."""
 
     def __init__(self, root: Path) -> None:
+        from evss.data._paths import safe_join
         from evss.data.synthdrive import read_manifest
         self.root = root
-        self.clips = [(str(c["name"]), int(c["frames"])) for c in read_manifest(root)["clips"]]
+        # read_manifest refuses clip names that leave root; safe_join keeps that promise here too
+        self.clips = [(safe_join(root, c["name"], source=root / "manifest.json"), int(c["frames"]))
+                      for c in read_manifest(root)["clips"]]
 
     def num_sequences(self) -> int:
         return len(self.clips)
@@ -427,13 +460,11 @@ class SynthDriveFolder:
 
     def frame(self, s: int, t: int) -> Any:
         from evss.data.pairs import read_rgb
-        return read_rgb(self.root / self.clips[s][0] / "frames" / f"{t:06d}.png")
+        return read_rgb(self.clips[s][0] / "frames" / f"{t:06d}.png")
 
     def label(self, s: int, t: int) -> Any:
-        import numpy as np
-
-        from evss.data.pairs import read_label_ids
-        return read_label_ids(self.root / self.clips[s][0] / "labels" / f"{t:06d}.png").astype(np.uint8)
+        from evss.data.synthdrive import read_label
+        return read_label(self.clips[s][0] / "labels" / f"{t:06d}.png")
 
 
 class VideoClips:
@@ -526,6 +557,7 @@ def build_dataloader(config: TrainConfig, dataset: Any, *, start: int, stop: int
                             world_size=world_size, fixed=config.overfit_batch)
     return DataLoader(ByPosition(dataset, seed=config.seed), batch_size=config.batch_size, sampler=sampler,
                       num_workers=config.workers, worker_init_fn=_seed_worker, pin_memory=pin_memory,
+                      collate_fn=collate,  # an unreadable sample arrives as an ItemError, see fit()
                       # its own generator, so that the loader never draws from the global torch RNG
                       generator=torch.Generator().manual_seed(config.seed), drop_last=False)
 
@@ -713,38 +745,62 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_training_state(out_dir: Path, *, step: int, model: "nn.Module", model_config: "EVSSConfig",
                         config: TrainConfig, optimizer: Any, scheduler: Any, scaler: Any,
                         world_size: int = 1) -> None:
-    """Write ``last.safetensors`` then ``last.state.pt``, each atomically; both carry the step."""
+    """Write ``last.state.pt`` then ``last.safetensors``, each atomically; both carry the step.
+
+    The state file holds everything a resume needs, the model's weights included, so a run killed
+    between the two writes (or at any other moment) resumes from the newest complete state file.
+    ``last.safetensors`` is the checkpoint for everything else (evaluation, the next stage).
+    """
     import torch
 
     from evss.checkpoint import atomic_write, save_model
     config_json = json.dumps(train_config_to_dict(config))
-    save_model(out_dir / MODEL_FILE, model, model_config,
-               extra={"step": str(step), "stage": config.stage, "train_config": config_json})
-    state = {"format": "evss-train-state", "version": 1, "step": step, "stage": config.stage,
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {"format": "evss-train-state", "version": 2, "step": step, "stage": config.stage,
+             "model": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "scaler": scaler.state_dict(), "rng": rng_state(), "config": config_json, "world_size": world_size}
     atomic_write(out_dir / STATE_FILE, lambda tmp: torch.save(state, str(tmp)))
+    save_model(out_dir / MODEL_FILE, model, model_config,
+               extra={"step": str(step), "stage": config.stage, "train_config": config_json})
+
+
+def read_training_state(path: Path) -> dict[str, Any]:
+    """A training state file, loaded with ``weights_only=True`` and checked; CheckpointError otherwise."""
+    import torch
+
+    from evss.checkpoint import safe_torch_load
+    state = safe_torch_load(path)
+    if not isinstance(state, dict) or state.get("format") != "evss-train-state":
+        raise CheckpointError(f"{path}: not an evss training state")
+    need = {"step": int, "config": str, "optimizer": dict, "scheduler": dict, "rng": dict}
+    for key, kind in need.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"{path}: a damaged training state ({key!r} is "
+                                  f"{type(state.get(key)).__name__}, expected {kind.__name__})")
+    if "model" in state and not (isinstance(state["model"], dict)
+                                 and all(isinstance(v, torch.Tensor) for v in state["model"].values())):
+        raise CheckpointError(f"{path}: a damaged training state (its weights are not a state_dict)")
+    try:
+        saved = json.loads(state["config"])
+    except (ValueError, RecursionError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: a damaged training state (its config is not a JSON object)")
+    state["config_dict"] = saved
+    return state
 
 
 def load_training_state(out_dir: Path, *, model: "nn.Module", config: TrainConfig, optimizer: Any,
                         scheduler: Any, scaler: Any, world_size: int = 1) -> int:
     """Restore model, optimizer, scheduler, scaler and RNG states; return the step to continue after."""
-    import pickle
-
-    import torch
     from safetensors.torch import load_file
 
     from evss.checkpoint import load_state_checked, read_metadata
     state_path, model_path = out_dir / STATE_FILE, out_dir / MODEL_FILE
-    if not state_path.is_file() or not model_path.is_file():
-        raise CheckpointError(f"--resume: no training state in {out_dir} (expected {STATE_FILE} and {MODEL_FILE})")
-    try:
-        state = torch.load(str(state_path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{state_path}: not a readable training state ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != "evss-train-state":
-        raise CheckpointError(f"{state_path}: not an evss training state")
-    saved = json.loads(state["config"])
+    if not state_path.is_file():
+        raise CheckpointError(f"--resume: no training state in {out_dir} (expected {STATE_FILE})")
+    state = read_training_state(state_path)
+    saved = state["config_dict"]
     now = train_config_to_dict(config)
     differ = sorted(k for k in set(saved) | set(now)
                     if k not in RESUME_MAY_CHANGE and _plain(saved.get(k)) != _plain(now.get(k)))
@@ -755,17 +811,28 @@ def load_training_state(out_dir: Path, *, model: "nn.Module", config: TrainConfi
         raise ConfigError(f"--resume: the run in {out_dir} used {state.get('world_size')} process(es), this one "
                           f"{world_size}; the sample order depends on it, so resume with the same number")
     step = int(state["step"])
-    meta_step = read_metadata(model_path).get("step")
-    if meta_step != str(step):
-        raise CheckpointError(f"{model_path} is from step {meta_step} but {state_path} from step {step} "
-                              "(interrupted while checkpointing?)")
-    weights = load_file(str(model_path))
-    load_state_checked(model, weights, str(model_path))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    if "model" in state:
+        weights, source = state["model"], str(state_path)
+    else:  # version 1 files: the weights are in last.safetensors, which must be of the same step
+        if not model_path.is_file():
+            raise CheckpointError(f"--resume: {state_path} has no weights and {model_path} is missing")
+        meta_step = read_metadata(model_path).get("step")
+        if meta_step != str(step):
+            raise CheckpointError(f"{model_path} is from step {meta_step} but {state_path} from step {step} "
+                                  "(interrupted while checkpointing?)")
+        try:
+            weights, source = load_file(str(model_path)), str(model_path)
+        except Exception as exc:  # noqa: BLE001 - a damaged file
+            raise CheckpointError(f"{model_path}: cannot read tensors ({exc})") from None
+    load_state_checked(model, weights, source)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{state_path}: a damaged training state ({type(exc).__name__}: {exc})") from None
     return step
 
 
@@ -855,11 +922,15 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
 
     writer = None
     if rt.is_main:
+        from evss.checkpoint import atomic_write
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "train_config.json").write_text(json.dumps(train_config_to_dict(config), indent=2) + "\n")
+        atomic_write(out_dir / "train_config.json",
+                     lambda tmp: tmp.write_text(json.dumps(train_config_to_dict(config), indent=2) + "\n"))
+        # A killed run logged steps after its last checkpoint; they are redone, so their records go.
+        trim_metrics(out_dir / "metrics.jsonl", start)
         if config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(out_dir / "tb"))
+            writer = SummaryWriter(str(out_dir / "tb"), purge_step=start + 1 if config.resume else None)
     loader = build_dataloader(config, stage.dataset, start=start, stop=stop, rank=rt.rank,
                               world_size=rt.world_size, pin_memory=device.type == "cuda")
     bar = tqdm(total=stop, initial=start, desc=f"train {config.stage}", dynamic_ncols=True,
@@ -896,8 +967,13 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
         tick = time.perf_counter()
         for step_index, batch in zip(range(start, stop), loader):
             step = step_index + 1  # steps done after this one
+            if isinstance(batch, ItemError):
+                raise batch.exception()  # an unreadable sample: the message names its file
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             optimizer.zero_grad(set_to_none=True)
+            # BatchNorm updates its running statistics in the forward pass, loss or no loss: keep
+            # them so a skipped (non-finite) step leaves no trace in the model.
+            kept = [b.detach().clone() for b in trained.buffers()]
             with autocast_context(config, device):
                 losses = stage.losses(wrapped, batch)
             names = sorted(losses)
@@ -915,10 +991,13 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
                 bad_in_a_row = 0
             else:
                 bad_in_a_row += 1
+                with torch.no_grad():
+                    for buffer, before in zip(trained.buffers(), kept):
+                        buffer.copy_(before)
                 if rt.is_main:
                     bar.write(f"evss train: step {step}: non-finite loss "
                               f"({', '.join(f'{k} {v:.4g}' for k, v in zip(names, values.tolist()))}); "
-                              "step skipped")
+                              "step skipped", file=sys.stderr)
                 if bad_in_a_row >= config.max_bad_steps:
                     raise EvssError(f"{bad_in_a_row} non-finite losses in a row (last at step {step}); stopped. "
                                     f"The last good checkpoint is {out_dir / MODEL_FILE} (step {last_saved})"
@@ -957,6 +1036,26 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
             writer.close()
     return TrainResult(step=step, losses=history, evals=evals, model=model, model_config=model_config,
                        out_dir=out_dir)
+
+
+def trim_metrics(path: Path, start: int) -> None:
+    """Keep the complete records of ``metrics.jsonl`` up to step ``start`` (none from a fresh start).
+
+    A run killed after its last checkpoint logged steps that ``--resume`` does again, and possibly
+    half a line; without this the log would hold those steps twice.
+    """
+    if not path.exists():
+        return
+    from evss.checkpoint import atomic_write
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if isinstance(record, dict) and isinstance(record.get("step"), (int, float)) and record["step"] <= start:
+            kept.append(line)
+    atomic_write(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
 
 
 def _replace_part(model: Any, old: Any, new: Any) -> None:

@@ -28,6 +28,7 @@ from types import MappingProxyType
 import numpy as np
 
 from evss.classes import CAMVID, IGNORE_INDEX
+from evss.data._paths import safe_join
 from evss.data.pairs import (
     FileSequenceSource,
     FrameFile,
@@ -211,7 +212,7 @@ class CamVidVideo(FileSequenceSource):
             list_file = Path(list_file)
             try:
                 lines = list_file.read_text().splitlines()
-            except OSError as e:
+            except (OSError, UnicodeDecodeError) as e:
                 raise DataError(f"cannot read CamVid list {list_file}: {e}") from None
             for i, line in enumerate(lines, 1):
                 if not line.strip():
@@ -220,11 +221,14 @@ class CamVidVideo(FileSequenceSource):
                 if len(parts) != 2:
                     raise DataError(f"{list_file}:{i}: expected '<frame path> <label path>', "
                                     f"got {line!r}")
-                image = self.root / parts[0]
+                # Entries are joined with the root only when they stay inside it (no absolute
+                # paths, '..' escapes or links leading out): the list file is data, not trusted.
+                image = safe_join(self.root, parts[0], source=f"{list_file}:{i}")
+                label = safe_join(self.root, parts[1], source=f"{list_file}:{i}")
                 number = trailing_number(image.stem)
                 if number is None:
                     raise DataError(f"{list_file}:{i}: no frame number in {parts[0]}")
-                yield image.parent.name, number, self.root / parts[1]
+                yield image.parent.name, number, label
             return
         _require_dir(labels_dir, "CamVid label folder")
         for label in list_images(labels_dir):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from evss.classes import IGNORE_INDEX
@@ -125,14 +125,21 @@ def split_runs(name: str, frames: Sequence[FrameFile], *,
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3); DataError naming the file when it cannot."""
+    """Read an image file as uint8 RGB (H, W, 3); DataError naming the file when it cannot.
+
+    Greyscale, palette and RGBA files are converted (alpha is dropped); 16-bit files keep their
+    high byte, as OpenCV and FFmpeg do (PIL alone would clip every value above 255 to white).
+    """
     try:
         with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                ids = np.asarray(im)
+                return np.repeat((np.clip(ids, 0, 65535) >> 8).astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except FileNotFoundError:
         raise DataError(f"missing image file: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a malformed file can fail deep inside any decoder plugin
+        raise DataError(f"cannot read image {path}: {_reason(e)}") from None
 
 
 def read_label_ids(path: Path) -> np.ndarray:
@@ -145,11 +152,18 @@ def read_label_ids(path: Path) -> np.ndarray:
             ids = np.asarray(im)
     except FileNotFoundError:
         raise DataError(f"missing label file: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read label {path}: {e}") from None
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed file can fail deep inside any decoder plugin
+        raise DataError(f"cannot read label {path}: {_reason(e)}") from None
     if ids.ndim != 2:
         raise DataError(f"label {path} has shape {ids.shape}; expected (H, W)")
     return ids
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())  # one line
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def list_images(directory: Path) -> list[Path]:

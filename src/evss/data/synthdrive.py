@@ -70,6 +70,7 @@ from tqdm import tqdm
 
 from evss.classes import CAMVID, IGNORE_INDEX
 from evss.data import _synth_render as R
+from evss.data._paths import safe_join
 from evss.errors import ConfigError, DataError
 
 GENERATOR_VERSION = "1.0"
@@ -356,9 +357,9 @@ def _read(path: Path, kind: str) -> np.ndarray:
         raise DataError(f"missing SynthDrive file {path}")
     if path.suffix == ".npy":
         try:
-            arr = np.load(path)
-        except (ValueError, OSError) as e:
-            raise DataError(f"unreadable flow file {path}: {e}") from e
+            arr = np.load(path)  # allow_pickle=False: a .npy that holds objects is refused
+        except Exception as e:  # noqa: BLE001 - ValueError, OSError, EOFError ... on a damaged file
+            raise DataError(f"unreadable flow file {path}: {' '.join(str(e).split())}") from None
         if arr.ndim != 3 or arr.shape[0] != 2:
             raise DataError(f"{path} holds shape {arr.shape}, expected (2, H, W) flow")
         return arr.astype(np.float32)
@@ -371,11 +372,30 @@ def _read(path: Path, kind: str) -> np.ndarray:
         return np.ascontiguousarray(img[:, :, ::-1])
     if img.ndim != 2:
         raise DataError(f"{path} should be a single-channel image, got shape {img.shape}")
+    if kind == "labels":
+        return check_label_ids(img, path)
     if kind == "occlusion":
         return img > 127
     if kind == "instances":
         return img.astype(np.int32)
     return img
+
+
+def check_label_ids(ids: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) CamVid-11 ids 0..10 or 255 (void) as uint8; DataError naming the file for others."""
+    bad = (ids >= CAMVID.num_classes) & (ids != IGNORE_INDEX)
+    if bad.any():
+        values = np.unique(ids[bad])
+        shown = ", ".join(str(int(v)) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        raise DataError(f"label {path} has ids {shown} outside SynthDrive's CamVid-11 ids "
+                        f"(0..{CAMVID.num_classes - 1}, {IGNORE_INDEX} = void)")
+    return ids.astype(np.uint8)
+
+
+def read_label(path: Path) -> np.ndarray:
+    """One SynthDrive label PNG: (H, W) uint8 CamVid-11 ids, 255 = void; DataError naming the file."""
+    from evss.data.pairs import read_label_ids
+    return check_label_ids(read_label_ids(path), path)
 
 
 def write_dataset(out: str | Path, *, clips: int, seed: int,
@@ -398,7 +418,7 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
     if out.exists():
         foreign = [p.name for p in out.iterdir()
                    if not (p.name.startswith("clip_") or p.name in ("manifest.json", "preview.png")
-                           or p.name.startswith(".manifest"))]
+                           or p.name.startswith((".manifest", ".preview")))]
         if manifest_path.exists():
             try:
                 ours = json.loads(manifest_path.read_text()).get("format") == "synthdrive"
@@ -414,7 +434,7 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
     manifest_path.unlink(missing_ok=True)
     (out / "preview.png").unlink(missing_ok=True)
     for stale in out.glob("clip_*"):  # from an earlier run; the manifest no longer claims them
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
     records, totals, previews = [], np.zeros(12, np.int64), []
     bar = tqdm(range(clips), desc="synthdrive", unit="clip", disable=not progress)
     # PNG encoding releases the GIL: one writer thread encodes clip i while clip i + 1 renders.
@@ -438,7 +458,9 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
         if pending is not None:
             pending.result()
     if preview:
-        _write_png(out / "preview.png", np.ascontiguousarray(_contact_sheet(previews)[:, :, ::-1]))
+        tmp = out / ".preview.tmp.png"  # the suffix tells OpenCV the format
+        _write_png(tmp, np.ascontiguousarray(_contact_sheet(previews)[:, :, ::-1]))
+        os.replace(tmp, out / "preview.png")
     names = list(CAMVID.names) + ["void"]
     labelled = max(int(totals[:11].sum()), 1)
     per_frame = {k: [x for r in records for x in r["stats"][k][(1 if k == "occluded_fraction" else 0):]]
@@ -482,30 +504,49 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
 
 
 def read_manifest(root: str | Path) -> dict:
-    """Load and validate ``root/manifest.json``; DataError naming the problem otherwise."""
+    """Load and validate ``root/manifest.json``; DataError naming the problem otherwise.
+
+    The manifest is data: clip names are joined with ``root`` through
+    :func:`evss.data._paths.safe_join`, so an entry cannot point outside the folder.
+    """
+    from evss.config import from_dict
     path = Path(root) / "manifest.json"
     if not path.is_file():
         raise DataError(f"no manifest.json in {root}: not a SynthDrive folder, "
                         "or its writer did not finish")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "synthdrive":
         raise DataError(f"{path} is not a SynthDrive manifest (format must be 'synthdrive')")
     for key in ("generator_version", "seed", "config", "clips"):
         if key not in manifest:
             raise DataError(f"{path} lacks the key '{key}'")
+    if not isinstance(manifest["config"], dict):
+        raise DataError(f"{path}: 'config' is {type(manifest['config']).__name__}, expected an object")
     known = {f.name for f in fields(SynthDriveConfig)}
     unknown = set(manifest["config"]) - known
     if unknown:
         raise DataError(f"{path} has unknown config keys {sorted(unknown)} "
                         "(written by a newer generator?)")
+    try:
+        check_config(from_dict(SynthDriveConfig, manifest["config"], where=f"{path} config"))
+    except ConfigError as e:
+        raise DataError(str(e)) from None
+    if not isinstance(manifest["seed"], int) or isinstance(manifest["seed"], bool):
+        raise DataError(f"{path}: seed {manifest['seed']!r} is not an integer")
+    if not isinstance(manifest["clips"], list):
+        raise DataError(f"{path}: 'clips' is {type(manifest['clips']).__name__}, expected a list")
     for rec in manifest["clips"]:
-        if not {"name", "frames"} <= set(rec):
+        if not isinstance(rec, dict) or not {"name", "frames"} <= set(rec):
             raise DataError(f"{path}: clip record {rec!r} needs 'name' and 'frames'")
-        if not (Path(root) / rec["name"]).is_dir():
-            raise DataError(f"{path} lists {rec['name']} but {Path(root) / rec['name']} is missing")
+        frames = rec["frames"]
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 0:
+            raise DataError(f"{path}: clip {rec['name']!r} has frames {frames!r}, expected an integer >= 0")
+        folder = safe_join(root, rec["name"], source=path)
+        if not folder.is_dir():
+            raise DataError(f"{path} lists {rec['name']} but {folder} is missing")
     return manifest
 
 
@@ -534,7 +575,8 @@ class SynthDriveDataset(torch.utils.data.Dataset):
             self.manifest = None
         else:
             self.manifest = read_manifest(self.root)
-            self.config = SynthDriveConfig(**self.manifest["config"])
+            from evss.config import from_dict
+            self.config = from_dict(SynthDriveConfig, self.manifest["config"], where="manifest config")
             self.seed = int(self.manifest["seed"])
             self._records = self.manifest["clips"]
 
@@ -558,7 +600,7 @@ class SynthDriveDataset(torch.utils.data.Dataset):
                 c.flow_fwd = c.flow_fwd.astype(np.float16).astype(np.float32)
                 self._cached = (i % len(self), c)
             return self._cached[1]
-        folder = self.root / rec["name"]
+        folder = safe_join(self.root, rec["name"], source=self.root / "manifest.json")
         arrays = {k: [] for k in _KINDS}
         has_inst = (folder / "instances").is_dir()
         for t in range(int(rec["frames"])):
@@ -586,7 +628,7 @@ class SynthDriveDataset(torch.utils.data.Dataset):
             if c.instances is not None:
                 out["instances"] = c.instances[t]
             return out
-        folder = self.root / rec["name"]
+        folder = safe_join(self.root, rec["name"], source=self.root / "manifest.json")
         names = {"frames": "frame", "labels": "label"}
         return {names.get(k, k): _read(folder / k / f"{t:06d}{_EXT[k]}", k) for k in _KINDS
                 if k != "instances" or (folder / "instances").is_dir()}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob as globlib
 import math
+import os
 import queue
 import re
 import threading
@@ -70,11 +71,12 @@ class VideoInfo:
 @dataclass
 class Frame:
     index: int  # 0-based position in display order
-    image: np.ndarray  # (H, W, 3) uint8 RGB, upright
+    image: np.ndarray | None  # (H, W, 3) uint8 RGB, upright; None for an undecodable frame (on_error="skip")
     pts: int | None = None  # presentation time in VideoInfo.time_base units (None: unknown)
     motion: np.ndarray | None = None  # (2, ceil(H/4), ceil(W/4)) float32 backward flow to frame index-1
     motion_kind: str = "none"  # "vectors" | "previous" (no vectors: the last field reused) | "none"
     pict_type: str = ""  # "I" | "P" | "B" for decoded video
+    error: str = ""  # why the frame could not be decoded (image is None), e.g. "Invalid data found ..."
 
 
 def output_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
@@ -105,32 +107,51 @@ def _frame_files(source: str) -> list[Path] | None:
     return None
 
 
+ON_ERROR = ("stop", "skip")
+
+
 def open_video(source: str | Path, *, max_size: int | None = None, motion_vectors: bool = False,
-               fps: float | Fraction | None = None) -> "VideoReader":
+               fps: float | Fraction | None = None, on_error: str = "stop") -> "VideoReader":
     """Open a video file, a folder of frames or a glob of frames for streaming.
 
     ``max_size`` downscales frames so their longer side fits; ``fps`` sets the rate of a frame
     folder (default 25) and is ignored for video files, which carry their own timing.
+
+    ``on_error`` decides what an undecodable frame in the middle does: ``"stop"`` raises an
+    EvssError naming the frame; ``"skip"`` yields it as a :class:`Frame` whose ``image`` is None
+    and whose ``error`` says why, and keeps decoding (the frame count is kept). For codecs with
+    B-frames the placeholder sits where the decoder reported the error, which can be a few frames
+    from its display position. A stream that ends early (a truncated file) is not an error:
+    ``reader.truncated`` then says what was announced and what came.
     """
+    if on_error not in ON_ERROR:
+        raise EvssError(f"on_error {on_error!r} is not one of {ON_ERROR}")
     source = str(source)
     files = _frame_files(source)
     if files is not None:
         if motion_vectors:
             raise EvssError(f"{source}: motion vectors come from a compressed video; a folder of frames has none "
                             "(use --flow learned or dis)")
-        return FrameFolderReader(source, files, max_size=max_size, fps=Fraction(fps) if fps else DEFAULT_FPS)
+        return FrameFolderReader(source, files, max_size=max_size, fps=Fraction(fps) if fps else DEFAULT_FPS,
+                                 on_error=on_error)
     p = Path(source)
     if not p.exists():
         raise EvssError(f"{source}: no such file, folder or matching glob")
+    if p.is_dir():
+        raise EvssError(f"{source}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
     if p.is_file() and p.stat().st_size == 0:
         raise EvssError(f"{source}: the file is empty (0 bytes)")
-    return PyAVReader(source, max_size=max_size, motion_vectors=motion_vectors)
+    return PyAVReader(source, max_size=max_size, motion_vectors=motion_vectors, on_error=on_error)
 
 
 class VideoReader:
-    """Base: a context manager and an iterator of :class:`Frame`; ``info`` describes the stream."""
+    """Base: a context manager and an iterator of :class:`Frame`; ``info`` describes the stream.
+
+    ``truncated`` is set (a sentence) once iteration finds the stream shorter than announced.
+    """
 
     info: VideoInfo
+    truncated: str | None = None
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -146,9 +167,20 @@ class VideoReader:
 
 
 class FrameFolderReader(VideoReader):
-    def __init__(self, source: str, files: list[Path], *, max_size: int | None, fps: Fraction) -> None:
+    def __init__(self, source: str, files: list[Path], *, max_size: int | None, fps: Fraction,
+                 on_error: str = "stop") -> None:
         self.files = files
-        first = self._read(files[0])
+        self.on_error = on_error
+        first = None
+        for path in files:  # with on_error="skip" the size comes from the first readable frame
+            try:
+                first = self._read(path)
+                break
+            except EvssError:
+                if on_error == "stop":
+                    raise
+        if first is None:
+            raise EvssError(f"{source}: none of its {len(files)} image files is readable")
         h0, w0 = first.shape[:2]
         h, w = output_size(h0, w0, max_size)
         self.info = VideoInfo(source=source, kind="frames", height=h, width=w, source_height=h0, source_width=w0,
@@ -156,8 +188,12 @@ class FrameFolderReader(VideoReader):
 
     @staticmethod
     def _read(path: Path) -> np.ndarray:
+        """uint8 RGB (H, W, 3): greyscale and palette files are expanded, alpha dropped, 16 bits cut to 8."""
         import cv2
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except cv2.error as exc:
+            raise EvssError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
         if img is None:
             raise EvssError(f"{path}: not a readable image")
         return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB
@@ -165,7 +201,13 @@ class FrameFolderReader(VideoReader):
     def __iter__(self) -> Iterator[Frame]:
         info = self.info
         for i, path in enumerate(self.files):
-            img = self._read(path)
+            try:
+                img = self._read(path)
+            except EvssError as exc:
+                if self.on_error == "stop":
+                    raise EvssError(f"{exc} (frame {i} of {info.source}; --on-error skip keeps going)") from None
+                yield Frame(index=i, image=None, pts=i, error=str(exc))
+                continue
             if img.shape[:2] != (info.source_height, info.source_width):
                 raise EvssError(f"{path}: frame {i} is {img.shape[1]}x{img.shape[0]}, the sequence started at "
                                 f"{info.source_width}x{info.source_height} ({self.files[0].name})")
@@ -209,24 +251,45 @@ def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-class PyAVReader(VideoReader):
-    """A video file decoded by FFmpeg through PyAV."""
+class _Bad:
+    """A packet the decoder refused: where a frame should have been (``pts``) and why."""
 
-    def __init__(self, source: str, *, max_size: int | None, motion_vectors: bool) -> None:
+    def __init__(self, pts: int | None, reason: str) -> None:
+        self.pts, self.reason = pts, reason
+
+
+class PyAVReader(VideoReader):
+    """A video file decoded by FFmpeg through PyAV.
+
+    Packets are decoded one by one, so a packet the decoder refuses costs one frame (a placeholder
+    with ``on_error="skip"``, an EvssError naming the frame otherwise) instead of the rest of the
+    video.
+    """
+
+    def __init__(self, source: str, *, max_size: int | None, motion_vectors: bool, on_error: str = "stop") -> None:
         import av
         self.source = source
         self.motion_vectors = motion_vectors
+        self.on_error = on_error
+        self._leading: list[_Bad] = []  # refused packets before the first decoded frame
         try:
             self.container = av.open(source, mode="r")
-        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-            raise EvssError(f"{source}: not a video FFmpeg can read ({_reason(exc)})") from None
-        if not self.container.streams.video:
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+            raise EvssError(f"{source}: not a video FFmpeg can read ({_reason(exc)}){_mp4_hint(source)}") from None
+        try:
+            self._setup(max_size)
+        except BaseException:
             self.container.close()
+            raise
+
+    def _setup(self, max_size: int | None) -> None:
+        source = self.source
+        if not self.container.streams.video:
             raise EvssError(f"{source}: no video stream (streams: "
                             f"{', '.join(s.type for s in self.container.streams) or 'none'})")
         self.stream = stream = self.container.streams.video[0]
         cc = stream.codec_context
-        if motion_vectors:
+        if self.motion_vectors:
             # The decoder attaches AV_FRAME_DATA_MOTION_VECTORS side data (H.264, MPEG-2/4, H.263).
             cc.options = {"flags2": "+export_mvs"}
         else:
@@ -234,9 +297,13 @@ class PyAVReader(VideoReader):
         self._first = self._peek()
         rotation = _upright_degrees(self._first)
         h0, w0 = self._first.height, self._first.width
+        if h0 < 1 or w0 < 1:
+            raise EvssError(f"{source}: the video's frames are {w0}x{h0}")
         hr, wr = (w0, h0) if rotation in (90, 270) else (h0, w0)
         h, w = output_size(hr, wr, max_size)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FPS
+        if not rate > 0:
+            rate = DEFAULT_FPS
         frames = stream.frames or None
         if frames is None and stream.duration and stream.time_base:
             frames = max(1, round(float(stream.duration * stream.time_base * rate)))
@@ -247,19 +314,43 @@ class PyAVReader(VideoReader):
                               codec=cc.name or "")
 
     def _decoded(self) -> Iterator:
+        """Decoded frames in display order, with a :class:`_Bad` where a packet was refused."""
         import av
-        try:
-            yield from self.container.decode(self.stream)
-        except av.error.FFmpegError as exc:
-            raise EvssError(f"{self.source}: decoding failed ({_reason(exc)})") from None
+        packets = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, ValueError, OSError) as exc:
+                # The container itself cannot be read on: the rest of the file is lost either way,
+                # but the frames the decoder still holds are not.
+                self.truncated = f"the file cannot be read past this point ({_reason(exc)})"
+                try:
+                    yield from self.stream.codec_context.decode(None)
+                except (av.error.FFmpegError, ValueError):
+                    pass
+                return
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, ValueError) as exc:
+                yield _Bad(packet.pts, _reason(exc))
+                continue
+            yield from frames
 
     def _peek(self):
         self._frames = self._decoded()
-        first = next(self._frames, None)
-        if first is None:
-            self.container.close()
-            raise EvssError(f"{self.source}: the video stream holds no frames")
-        return first
+        for item in self._frames:
+            if not isinstance(item, _Bad):
+                return item
+            if self.on_error == "stop":
+                raise EvssError(f"{self.source}: frame 0 cannot be decoded ({item.reason}); "
+                                "--on-error skip keeps going")
+            self._leading.append(item)
+        if self._leading:
+            raise EvssError(f"{self.source}: none of its {len(self._leading)} frames can be decoded "
+                            f"({self._leading[0].reason})")
+        raise EvssError(f"{self.source}: the video stream holds no frames{_mp4_hint(self.source)}")
 
     def close(self) -> None:
         self.container.close()
@@ -268,25 +359,83 @@ class PyAVReader(VideoReader):
         if self._first is None:
             raise EvssError(f"{self.source}: a PyAVReader can be iterated once")
         first, self._first = self._first, None
-        decoded = _chain(first, self._frames)
+        decoded = _chain(self._leading, first, self._frames)
         info = self.info
         motion = _MotionTracker(info) if self.motion_vectors else None
+        i = -1
+        last_pts = None
         for i, (f, mvs, dist) in enumerate(_with_anchor_distances(decoded, self.motion_vectors)):
+            if isinstance(f, _Bad):
+                if self.on_error == "stop":
+                    raise EvssError(f"{self.source}: frame {i} cannot be decoded ({f.reason}); "
+                                    "--on-error skip keeps going")
+                yield Frame(index=i, image=None, pts=f.pts, error=f.reason)
+                continue
             img = f.to_ndarray(format="rgb24")  # (h0, w0, 3)
             if img.shape[:2] != (info.source_height, info.source_width):
                 raise EvssError(f"{self.source}: frame {i} is {img.shape[1]}x{img.shape[0]}, the stream started at "
                                 f"{info.source_width}x{info.source_height}; size changes are not supported")
             img = _resize(_rotate_image(img, info.rotation), info.height, info.width)
             frame = Frame(index=i, image=img, pts=f.pts, pict_type=_PICT.get(int(f.pict_type), ""))
+            if f.pts is not None:
+                last_pts = f.pts
             if motion is not None:
                 frame.motion, frame.motion_kind = motion.update(mvs, *dist)
             yield frame
+        self._check_length(i + 1, last_pts)
+
+    def _check_length(self, count: int, last_pts: int | None) -> None:
+        """Set ``truncated`` when the stream ended well before what the container announced."""
+        info = self.info
+        if self.truncated is not None:
+            self.truncated = f"{self.truncated}; {count} frames were read"
+            return
+        if info.frames and count < info.frames - 1 and self.stream.frames:  # an exact count (mp4 index)
+            self.truncated = f"the stream ended after {count} of its {info.frames} announced frames"
+            return
+        # microseconds (AV_TIME_BASE), None when unknown; with other streams it is the longest one's
+        duration = self.container.duration if len(self.container.streams) == 1 else None
+        if duration and last_pts is not None:
+            start = self.stream.start_time or 0
+            seen = float((last_pts - start) * info.time_base) + 1 / float(info.fps)
+            if seen < duration / 1e6 - 2 / float(info.fps):
+                self.truncated = (f"the stream ended at {seen:.2f} s of its announced {duration / 1e6:.2f} s "
+                                  f"after {count} frames")
+
+
+def _mp4_hint(source: str) -> str:
+    """Why an MP4/MOV file may not open: its index (``moov``) is missing, as in an unfinished recording."""
+    try:
+        with open(source, "rb") as f:
+            head = f.read(12)
+            if len(head) < 8 or head[4:8] != b"ftyp":
+                return ""
+            f.seek(0, 2)
+            size = f.tell()
+            pos, boxes = 0, []
+            while pos + 8 <= size and len(boxes) < 64:
+                f.seek(pos)
+                h = f.read(16)
+                n, kind = int.from_bytes(h[:4], "big"), h[4:8]
+                if n == 1 and len(h) >= 16:
+                    n = int.from_bytes(h[8:16], "big")
+                boxes.append(kind)
+                if n < 8:
+                    break
+                pos += n
+    except OSError:
+        return ""
+    if b"moov" in boxes:
+        return ""
+    return ("; it is an MP4/MOV file without its index (moov box): truncated, or a recording that was "
+            "never finished")
 
 
 _PICT = {1: "I", 2: "P", 3: "B"}
 
 
-def _chain(first, rest: Iterator) -> Iterator:
+def _chain(leading: list, first, rest: Iterator) -> Iterator:
+    yield from leading
     yield first
     yield from rest
 
@@ -315,6 +464,13 @@ def _with_anchor_distances(frames: Iterator, with_vectors: bool) -> Iterator:
     last_anchor: int | None = None
     held: list = []  # B frames waiting for the next anchor: (index, frame, vectors)
     for i, f in enumerate(frames):
+        if isinstance(f, _Bad):  # no picture, no vectors: the frames after it start a new chain
+            for j, fb, mb in held:
+                yield fb, mb, (j - last_anchor if last_anchor is not None else 1, None)
+            held.clear()
+            yield f, None, (1, None)
+            last_anchor = None
+            continue
         sd = f.side_data.get("MOTION_VECTORS")
         mvs = sd.to_ndarray() if sd is not None and len(sd) else None
         if int(f.pict_type) == 3:  # B
@@ -487,6 +643,70 @@ class VideoWriter:
 def partial_path(path: Path) -> Path:
     """Where an output is written before it is complete: a hidden sibling with the same suffix."""
     return path.with_name(f".{path.stem}.partial{path.suffix or '.mp4'}")
+
+
+class PartialFolder:
+    """An output folder that appears under its final name only when complete.
+
+    Files go into a hidden sibling ``.NAME.partial``; :meth:`commit` renames it to ``NAME``
+    (replacing an earlier output there), :meth:`discard` deletes it. After a crash there is a
+    ``.NAME.partial`` folder and no ``NAME``, so nothing that looks complete is left behind; the
+    next run clears the stale partial folder.
+
+    ``owned(path)`` says whether an entry of an existing ``NAME`` is an output this kind of
+    folder holds: a folder with anything else is refused before any work starts, so a user's own
+    files are never replaced.
+    """
+
+    def __init__(self, final: Path, *, owned, what: str) -> None:
+        import shutil
+        self.final, self.what = Path(final), what
+        if not self.final.name:  # "." or "/": name the folder itself
+            self.final = self.final.resolve()
+        if self.final.exists():
+            if not self.final.is_dir():
+                raise EvssError(f"{what} {self.final}: exists and is not a folder")
+            foreign = sorted(p.name for p in self.final.iterdir() if not owned(p))
+            if foreign:
+                raise EvssError(f"{what} {self.final}: the folder holds {foreign[0]!r}"
+                                + (f" and {len(foreign) - 1} more entries" if len(foreign) > 1 else "")
+                                + " that evss did not write; choose an empty or new folder")
+        self.path = self.final.with_name(f".{self.final.name}.partial")
+        if self.path.is_symlink() or self.path.is_file():
+            self.path.unlink()
+        elif self.path.exists():
+            shutil.rmtree(self.path)  # a stale partial folder of an interrupted run: ours by its name
+        self.path.mkdir(parents=True)
+
+    def commit(self) -> Path:
+        """Rename the partial folder to its final name (an earlier output there is replaced)."""
+        import shutil
+        try:
+            if self.final.exists():
+                old = self.final.with_name(f".{self.final.name}.old")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.rename(self.final, old)
+                os.rename(self.path, self.final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(self.path, self.final)
+        except OSError as exc:
+            raise EvssError(f"{self.what} {self.final}: cannot move the finished folder {self.path} into place "
+                            f"({exc.strerror or exc})") from None
+        return self.final
+
+    def discard(self) -> None:
+        import shutil
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+_NUMBERED_PNG = re.compile(r"\d{6}\.png")
+
+
+def numbered_pngs(path: Path) -> bool:
+    """``owned`` for :class:`PartialFolder`: frame-numbered PNGs (000000.png, ...), as evss writes them."""
+    return path.is_file() and not path.is_symlink() and _NUMBERED_PNG.fullmatch(path.name) is not None
 
 
 def write_label_png(path: Path, labels: np.ndarray, palette: Iterable[tuple[int, int, int]]) -> None:
