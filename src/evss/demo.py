@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from evss.errors import EvssError
     from evss.evaluate import warp_labels
     from evss.metrics import ConfusionMatrix
-    from evss.segment_video import DEFAULT_WEIGHTS, load_weights
+    from evss.segment_video import DEMO_WEIGHTS as DEFAULT_WEIGHTS, load_weights
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     from evss.visualize import overlay, panel
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise EvssError(f"-o {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    model, config, described, trained = load_weights(args.weights, notice=lambda m: print(m, file=sys.stderr))
+    model, config, described, trained = load_weights(args.weights, default=DEFAULT_WEIGHTS, notice=lambda m: print(m, file=sys.stderr))
     h, w = args.size
     t0 = time.perf_counter()
     synth = SynthDriveConfig(height=h, width=w, frames=args.frames)

@@ -24,22 +24,23 @@ import threading
 import time
 from pathlib import Path
 
-# The default model of `evss segment` and `evss demo`: built-in weights by this name if shipped,
-# else the untrained "light" preset (with a notice).
-DEFAULT_WEIGHTS = "synthdrive_light"
+# The default model of `evss segment` (real footage: trained on CamVid) and of `evss demo`
+# (SynthDrive): built-in weights by these names if shipped, else the untrained "light" preset.
+DEFAULT_WEIGHTS = "camvid"
+DEMO_WEIGHTS = "synthdrive_light"
 MAP_NAMES = ("fine", "coarse", "edge")
 
 
-def load_weights(weights: str | None, *, notice=print):
-    """(model, config, description, trained) for --weights; None means :data:`DEFAULT_WEIGHTS`."""
+def load_weights(weights: str | None, *, notice=print, default: str = DEFAULT_WEIGHTS):
+    """(model, config, description, trained) for --weights; None means ``default``."""
     from evss.checkpoint import builtin_weights, load_model
     from evss.config import build_model, preset
 
     if weights is None:
-        if DEFAULT_WEIGHTS in builtin_weights():
-            model, config = load_model(DEFAULT_WEIGHTS)
-            return model, config, f"built-in {DEFAULT_WEIGHTS}", True
-        notice(f"note: the built-in weights {DEFAULT_WEIGHTS!r} are not shipped in this build; using the untrained "
+        if default in builtin_weights():
+            model, config = load_model(default)
+            return model, config, f"built-in {default}", True
+        notice(f"note: the built-in weights {default!r} are not shipped in this build; using the untrained "
                "'light' preset: timing is real, labels are not meaningful (pass --weights)")
         import torch
         torch.manual_seed(0)

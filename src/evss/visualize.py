@@ -27,14 +27,42 @@ def side_by_side(frame: np.ndarray, labels: np.ndarray, *, label_space: str = "c
     return np.concatenate([frame, LABEL_SPACES[label_space].colorize(labels)], axis=1)
 
 
+def draw_legend(img: np.ndarray, label_space: str = "camvid") -> np.ndarray:
+    """Draw a colour legend of the classes in the bottom-left corner, in place; skipped on frames
+    too small to hold it readably (under 240 px wide or 160 px high)."""
+    import cv2
+    h, w = img.shape[:2]
+    if w < 240 or h < 160:
+        return img
+    space = LABEL_SPACES[label_space]
+    scale = min(0.45, max(0.3, h / 1200))
+    (tw, th), base = cv2.getTextSize(max(space.names, key=len), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    row = th + base + 3
+    cols = 1 if row * space.num_classes < h * 0.6 else 2
+    per_col = -(-space.num_classes // cols)
+    box_w, box_h = (tw + row + 8) * cols, row * per_col + 4
+    y0 = h - box_h
+    region = img[y0:h, 0:box_w]
+    region[:] = (region.astype(np.float32) * 0.35).astype(np.uint8)  # darken behind the text
+    for i, (name, color) in enumerate(zip(space.names, space.palette)):
+        x = (i // per_col) * (tw + row + 8) + 3
+        y = y0 + 2 + (i % per_col) * row
+        cv2.rectangle(img, (x, y + 1), (x + row - 4, y + row - 3), tuple(int(c) for c in color), thickness=-1)
+        cv2.putText(img, name, (x + row, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
 def render(frame: np.ndarray, labels: np.ndarray, *, layout: str = "overlay", label_space: str = "camvid",
-           alpha: float = 0.5) -> np.ndarray:
-    """One output frame of ``evss segment``: ``layout`` is "overlay" (H, W) or "side" (H, 2W)."""
+           alpha: float = 0.5, legend: bool = True) -> np.ndarray:
+    """One output frame of ``evss segment``: ``layout`` is "overlay" (H, W) or "side" (H, 2W),
+    with a colour legend of the classes unless ``legend`` is False."""
     if layout == "overlay":
-        return overlay(frame, labels, label_space=label_space, alpha=alpha)
-    if layout == "side":
-        return side_by_side(frame, labels, label_space=label_space)
-    raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
+        out = overlay(frame, labels, label_space=label_space, alpha=alpha)
+    elif layout == "side":
+        out = side_by_side(frame, labels, label_space=label_space)
+    else:
+        raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
+    return draw_legend(out, label_space) if legend else out
 
 
 def gray(m: np.ndarray) -> np.ndarray:
