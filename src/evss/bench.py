@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from evss.config import build_model, preset
-    from evss.device import resolve_device
+    from evss.device import resolve_device, resolve_dtype
     from evss.errors import EvssError
     from evss.segment_video import load_weights
 
@@ -225,11 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    dtype = torch.float32
-    if args.half:
-        if device.type != "cuda":
-            raise EvssError(f"--half needs a CUDA device, the device is {device}")
-        dtype = torch.float16
+    dtype = resolve_dtype(device, half=args.half)
     if args.preset:
         torch.manual_seed(0)
         config = preset(args.preset)

@@ -24,3 +24,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise EvssError(f"--device {name}: MPS is not available on this machine")
     return device
+
+
+def resolve_dtype(device: torch.device, *, half: bool = False) -> torch.dtype:
+    """float32, or float16 for ``--half``, which only CUDA runs fast and correctly here."""
+    if not half:
+        return torch.float32
+    if device.type != "cuda":
+        raise EvssError(f"--half needs a CUDA device, the device is {device}")
+    return torch.float16

@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         prefetch,
         write_label_png,
     )
-    from evss.device import resolve_device
+    from evss.device import resolve_device, resolve_dtype
     from evss.errors import EvssError
     from evss.flow_sources import MVFlow, make_flow_source
     from evss.keyframes import AdaptiveKeyframes, FlowProbe
@@ -276,11 +276,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    dtype = torch.float32
-    if args.half:
-        if device.type != "cuda":
-            raise EvssError(f"--half needs a CUDA device, the device is {device}")
-        dtype = torch.float16
+    dtype = resolve_dtype(device, half=args.half)
 
     # The input first: a bad input is reported before anything else is said or loaded.
     reader = open_video(args.input, max_size=args.max_size, motion_vectors=args.flow == "mv", fps=args.fps,
