@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import panning_clip
 from evss.errors import EvssError
 from evss.export import check_onnx, example_inputs, export_onnx, export_pt2, keyframe_graph, non_keyframe_graph
 
@@ -21,25 +22,32 @@ def test_onnx_graphs_match_pytorch(tiny_model, tmp_path, flow_input):
     assert (len(model.graph.input) == 4 and
             [i.name for i in model.graph.input][:2] == (["image", "flow"] if flow_input else ["reference", "image"]))
     report = check_onnx(tiny_model, paths, height=64, width=96, flow_input=flow_input)
+    key_in, non_in = example_inputs(tiny_model, 64, 96, flow_input=flow_input, seed=1)  # check_onnx's inputs
+    with torch.no_grad():
+        outs = [*keyframe_graph(tiny_model)(*key_in), *non_keyframe_graph(tiny_model, flow_input=flow_input)(*non_in)]
+    scale = max(1.0, max(float(t.float().abs().max()) for t in outs))  # float32 rounding grows with the logits
     for name, r in report.items():
         for k, v in r.items():
-            assert v < (1e-4 if k.endswith("diff") else 1e-3), (name, k, v)
+            assert v < (5e-5 * scale if k.endswith("diff") else 1e-3), (name, k, v, scale)
 
 
 def test_graphs_are_algorithm_1(tiny_model):
-    """Keyframe then non-keyframe graph give the streaming segmenter's labels, frame for frame."""
-    from evss.segmenter import VideoSegmenter
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(2)]
-    ref, img = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames)
+    """Keyframe then non-keyframe graphs, fed their own outputs (F_k <- F^w, P_k <- P_i, I_k <- I_i),
+    give the streaming segmenter's labels frame for frame on a moving clip."""
+    from evss.segmenter import SegmenterConfig, VideoSegmenter
+    frames = panning_clip(4, 64, 96)
+    images = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
+    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=10))
+    key, non = keyframe_graph(tiny_model), non_keyframe_graph(tiny_model)
     with torch.no_grad():
-        feat, pred, key_labels = keyframe_graph(tiny_model)(ref)
-        warped, merged, pred_i, fine, labels = non_keyframe_graph(tiny_model)(ref, img, feat, pred)
-    seg = VideoSegmenter(tiny_model)
-    assert np.array_equal(key_labels[0].numpy(), seg.step(frames[0]).labels)
-    assert np.array_equal(labels[0].numpy(), seg.step(frames[1]).labels)
-    assert merged.shape == warped.shape == feat.shape and fine.shape == (1, 1, 16, 24)
-    assert torch.equal(pred_i, merged.argmax(dim=1))
+        feat, pred, labels = key(images[0])
+        assert np.array_equal(labels[0].numpy(), seg.step(frames[0]).labels)
+        for ref, img, frame in zip(images, images[1:], frames[1:]):
+            warped, merged, pred_i, fine, labels = non(ref, img, feat, pred)
+            assert np.array_equal(labels[0].numpy(), seg.step(frame).labels)
+            assert merged.shape == warped.shape == feat.shape and fine.shape == (1, 1, 16, 24)
+            assert torch.equal(pred_i, merged.argmax(dim=1)) and not torch.equal(pred_i, pred)
+            feat, pred = warped, pred_i
 
 
 @pytest.mark.slow

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
-from evss.models.distortion import coarse_map, fine_map, fuse
-from evss.models.warp import warp
 from evss.segmenter import SegmenterConfig, VideoSegmenter
+
+from conftest import algorithm1_reference, pan_flow, panning_clip
 
 
 def _clip(n, h, w, seed=0):
@@ -23,37 +23,45 @@ def test_issue_example_20_frames_270x480(tiny_model):
     assert [r.is_keyframe for r in out] == [i % 5 == 0 for i in range(20)]
 
 
-def _reference_algorithm1(model, frames, n):
-    """Algorithm 1 written out line by line, on padded 64x96 frames (multiples of 32)."""
-    labels = []
-    up = lambda x: F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
-    with torch.no_grad():
-        for i, f in enumerate(frames):
-            img = torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255
-            if i % n == 0:
-                feat = model.backbone(img)  # F_k^b
-                pred = feat.argmax(1)  # P_k
-                key_img = img
-                labels.append(up(feat).argmax(1)[0].numpy())
-                continue
-            fw = warp(feat, model.flow(key_img, img))  # line 8
-            fu, edge_scores = model.correction(img, fw)  # lines 9-10
-            me = model.correction.edge_probability(edge_scores)  # line 13
-            mc = coarse_map(fw, pred)  # lines 11-12
-            mf = fine_map(mc, me, model.distortion)  # line 14
-            fm = fuse(fw, fu, mf, model.distortion)  # line 15
-            labels.append(up(fm).argmax(1)[0].numpy())  # lines 16-17
-            feat, pred, key_img = fw, fm.argmax(1), img  # lines 18-20
-    return labels
+def _frames(case, synth_clip):
+    """(frames, flow estimator or None for the model's FlowNet): real motion, sides multiples of 32."""
+    if case == "synthdrive":
+        return list(synth_clip.frames), None  # camera and object motion, the model's own flow
+    return panning_clip(8, 64, 128), pan_flow()  # a 4-pixel pan and its true flow
 
 
-def test_streaming_equals_algorithm1_reference(tiny_model):
-    frames = _clip(8, 64, 96, seed=3)
-    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=3))
-    got = [r.labels for r in seg.segment(frames)]
-    ref = _reference_algorithm1(tiny_model, frames, 3)
-    for g, r in zip(got, ref):
-        assert np.array_equal(g, r.astype(np.uint8))
+@pytest.mark.parametrize("case", ["synthdrive", "pan"])
+def test_streaming_equals_algorithm1_reference(tiny_model, synth_clip, case):
+    frames, flow = _frames(case, synth_clip)
+    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=4), flow=flow, return_maps=True)
+    got = list(seg.segment(frames))
+    ref = algorithm1_reference(tiny_model, frames, 4, flow=flow)
+    assert [r.is_keyframe for r in got] == [i % 4 == 0 for i in range(8)]
+    for i, (g, r) in enumerate(zip(got, ref)):
+        assert np.array_equal(g.labels, r["labels"]), i
+        assert np.array_equal(g.warped_labels, r["warped"]), i
+    # The clip and model see what carries over: labels vary, the coarse map and the correction change
+    # labels, and propagating the keyframe's features or keeping P_k would change the output.
+    assert all(len(np.unique(r["labels"])) >= 5 for r in ref)
+    assert all(0.05 < r["coarse"].mean() < 0.95 for i, r in enumerate(ref) if i % 4)
+    assert all((r["labels"] != r["warped"]).mean() > 0.05 for i, r in enumerate(ref) if i % 4)
+    for wrong in (dict(propagate="keyframe"), dict(update_pred=False)):
+        other = algorithm1_reference(tiny_model, frames, 4, flow=flow, **wrong)
+        for i in (2, 3, 6, 7):  # the second and later non-keyframes after each keyframe
+            assert (other[i]["labels"] != ref[i]["labels"]).mean() > 0.01, (wrong, i)
+
+
+def test_warp_only_carries_labels_along_the_true_flow(tiny_model):
+    """A 4-pixel pan with its true flow: each frame's labels are the keyframe's, shifted 4 px per frame."""
+    frames = panning_clip(4, 64, 128)
+    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(mode="warp_only", keyframe_interval=10), flow=pan_flow())
+    out = [r.labels for r in seg.segment(frames)]
+    key = out[0]
+    for t in (1, 2, 3):
+        # pixel x of frame t shows pixel x + 4t of the keyframe; the 1/4-grid warp of a whole pixel
+        # is exact away from the upsampling rims (2 px) and the clamped right border
+        assert np.array_equal(out[t][:, 2:128 - 4 * t - 8], key[:, 2 + 4 * t:120]), t
+    assert not np.array_equal(out[1], key)
 
 
 def test_reset_starts_a_new_video(tiny_model):
