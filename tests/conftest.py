@@ -30,6 +30,15 @@ DATA = SHARED / "data"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts with one torch thread: the tiny models gain nothing from more, and on a
+    shared machine a second spinning thread makes a test tens of times slower. (Training tests set
+    their own count through ``--threads``; this puts it back.)"""
+    torch.set_num_threads(1)
+    yield
+
+
 def missing(why: str) -> None:
     """Skip a test whose inputs are absent; in CI (``CI=true``) that is a failure instead."""
     if IN_CI:

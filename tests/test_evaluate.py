@@ -3,7 +3,30 @@ import json
 import numpy as np
 import pytest
 
+from conftest import algorithm1_reference, colour_model, panning_clip
 from evss.evaluate import Method, _starts, evaluate, warp_labels, write_report
+
+
+class PanSource:
+    """One clip of ``panning_clip`` (4 px per frame to the left), every frame labelled."""
+
+    def __init__(self, length=5, h=64, w=96):
+        self.frames = panning_clip(length, h, w)
+
+    def num_sequences(self):
+        return 1
+
+    def sequence_length(self, s):
+        return len(self.frames)
+
+    def labelled_indices(self, s):
+        return range(len(self.frames))
+
+    def frame(self, s, t):
+        return self.frames[t]
+
+    def label(self, s, t):
+        return (self.frames[t][:, :, 1] // 26).astype(np.uint8)  # any labels in 0..9
 
 
 class FakeSource:
@@ -74,3 +97,33 @@ def test_tiny_eval_writes_report_and_plots(tiny_model, tmp_path):
     for png in ("miou_vs_interval.png", "corrected_labels.png", "accuracy_vs_time.png", "panels.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert "| evss |" in md.read_text() and pf["1"]["miou"] >= 0
+
+
+def test_temporal_consistency_warps_the_previous_prediction_along_the_flow():
+    """Eq. (8) on a 4-pixel pan with its true flow: the colour model's labels move exactly with the
+    image, so away from the rims TC is 1; the same clip scored with zero flow is far from 1."""
+    src = PanSource(length=5)
+    pan = np.zeros((2, 64, 96), np.float32)
+    pan[0] = 4.0  # backward flow: pixel x of frame t was at x + 4 in frame t - 1
+    valid = np.zeros((64, 96), bool)
+    valid[:, 2:96 - 8] = True  # the upsampling rim on the left, new content and its rim on the right
+    methods = [Method("per_frame", colour_model(), "per_frame")]
+    true = evaluate(methods, src, num_classes=11, intervals=(1,), tc_flow=lambda s, t: (pan, valid), progress=False)
+    zero = evaluate(methods, src, num_classes=11, intervals=(1,), tc_flow=lambda s, t: (0 * pan, valid),
+                    progress=False)
+    assert true["methods"]["per_frame"]["temporal_consistency"] == pytest.approx(1.0)
+    assert zero["methods"]["per_frame"]["temporal_consistency"] < 0.9
+
+
+def test_corrected_labels_are_those_the_correction_changed(tiny_model):
+    """Eq. (9) per interval: the mean over scored frames of the share of pixels whose final label
+    differs from the warped one, each run starting at its keyframe t - d (Algorithm 1 by hand)."""
+    src = PanSource(length=5)
+    rep = evaluate([Method("evss", tiny_model, "evss")], src, num_classes=11, intervals=(1, 2), progress=False)
+    for d in (1, 2):
+        expected = []
+        for t in range(d, 5):
+            last = algorithm1_reference(tiny_model, src.frames[t - d:t + 1], 100)[-1]
+            expected.append(float(np.mean(last["labels"] != last["warped"])))
+        got = rep["methods"]["evss"]["intervals"][str(d)]["corrected_labels"]
+        assert got == pytest.approx(float(np.mean(expected)), abs=1e-9) and got > 0.05, (d, got, expected)
