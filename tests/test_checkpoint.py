@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +95,90 @@ def test_official_file_of_another_class_count_is_explained(reference, tmp_path):
     torch.save(_official_state(gen, "csrnet_camvid"), tmp_path / "c.pth")
     with pytest.raises(CheckpointError, match="logits.conv.weight: checkpoint \\(11, 128, 1, 1\\) vs model \\(19, 128, 1, 1\\)"):
         load_official_model(tmp_path / "c.pth", config=preset("official"))
+
+
+# ---- unreadable .pth files: one message, whatever fails inside torch.load ---------------------------
+
+def _unreadable_files(tmp_path):
+    """Deterministic junk: seeded random bytes (with and without a zip header), truncated and
+    corrupted real checkpoints, an empty file, text, and a pickle that would run code."""
+    import io
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(64.0), "b": torch.zeros(3)}, buf)
+    good = buf.getvalue()
+    blobs = [rng.bytes(int(n)) for n in rng.integers(1, 2000, 60)]
+    blobs += [b"PK\x03\x04" + rng.bytes(int(n)) for n in rng.integers(1, 2000, 30)]
+    blobs += [good[:cut] for cut in range(8, len(good), max(1, len(good) // 25))]
+    for i in range(25):  # flip a byte at a random place
+        b = bytearray(good)
+        b[int(rng.integers(0, len(b)))] ^= 0xFF
+        blobs.append(bytes(b))
+    blobs += [b"", b"just some text\n", pickle.dumps({"state_dict": _Evil()}), pickle.dumps(_Evil(), protocol=0)]
+    paths = []
+    for i, blob in enumerate(blobs):
+        path = tmp_path / f"junk{i:03d}.pth"
+        path.write_bytes(blob)
+        paths.append(path)
+    return paths
+
+
+def test_every_unreadable_pth_gets_the_same_message(tmp_path):
+    from evss.checkpoint import safe_torch_load
+    outcomes = {"refused": 0, "loaded": 0}
+    for path in _unreadable_files(tmp_path):
+        try:
+            safe_torch_load(path)  # a flipped byte inside tensor data may still load: that is fine
+            outcomes["loaded"] += 1
+        except CheckpointError as exc:
+            assert str(exc).startswith(f"{path}: refused to load: not a readable PyTorch checkpoint of plain "
+                                       "tensors; it is damaged, is not a checkpoint, or holds pickled objects "
+                                       "other than tensors (unsafe to unpickle). Detail: "), str(exc)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= 100, outcomes
+
+
+# ---- interrupted writes: the old file stays, no temporary is left -------------------------------------
+
+def _interrupting(real_write, *, path_arg: int):
+    """A serialiser that writes half a file where it was told to, then is interrupted."""
+    def write(*args, **kwargs):
+        target = Path(args[path_arg])
+        target.write_bytes(b"half a file")
+        raise KeyboardInterrupt
+    return write
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_old_file(tmp_path, tiny_model, monkeypatch):
+    from evss import checkpoint
+    path = save_model(tmp_path / "m.safetensors", tiny_model, preset("tiny"), extra={"step": "1"})
+    before = path.read_bytes()
+    monkeypatch.setattr(checkpoint, "save_file", _interrupting(checkpoint.save_file, path_arg=1))
+    with pytest.raises(KeyboardInterrupt):
+        save_model(path, tiny_model, preset("tiny"), extra={"step": "2"})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and load_model(path)[1] == preset("tiny")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary behind
+
+
+def test_an_interrupted_training_state_write_keeps_the_old_files(tmp_path, tiny_model, monkeypatch):
+    from evss import train
+    from evss.checkpoint import read_metadata
+    params = [p for p in tiny_model.correction.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    config = train.TrainConfig(stage="evss", model="tiny", out_dir=str(tmp_path))
+    save = lambda step: train.save_training_state(tmp_path, step=step, model=tiny_model, model_config=preset("tiny"),
+                                                  config=config, optimizer=optimizer, scheduler=scheduler,
+                                                  scaler=scaler)
+    save(1)
+    state_before = (tmp_path / train.STATE_FILE).read_bytes()
+    monkeypatch.setattr(torch, "save", _interrupting(torch.save, path_arg=1))
+    with pytest.raises(KeyboardInterrupt):
+        save(2)
+    monkeypatch.undo()
+    assert (tmp_path / train.STATE_FILE).read_bytes() == state_before
+    assert train.read_training_state(tmp_path / train.STATE_FILE)["step"] == 1
+    assert read_metadata(tmp_path / train.MODEL_FILE)["step"] == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([train.STATE_FILE, train.MODEL_FILE])

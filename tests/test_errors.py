@@ -354,7 +354,7 @@ def test_resume_refuses_an_unsafe_or_damaged_state_file(tmp_path, capsys, monkey
     fails(capsys, ["train", "backbone", "--resume", "--out", run, *TINY_TRAIN], "last.state.pt: refused to load",
           "unsafe to unpickle")
     assert not (tmp_path / "pwned.txt").exists()
-    (run / "last.state.pt").write_bytes(os.urandom(300))
+    (run / "last.state.pt").write_bytes(np.random.default_rng(0).bytes(300))  # seeded: the same bytes each run
     fails(capsys, ["train", "backbone", "--resume", "--out", run, *TINY_TRAIN], "last.state.pt: refused to load",
           "damaged")
     torch.save({"format": "evss-train-state", "step": "3"}, run / "last.state.pt")
@@ -393,12 +393,11 @@ def test_convert_refuses_code_junk_unknown_keys_and_bad_outputs(tmp_path, capsys
     fails(capsys, ["convert", tmp_path / "evil.pth", "-o", tmp_path / "x.safetensors"],
           "evil.pth: refused to load", "unsafe to unpickle")
     assert not (tmp_path / "pwned.txt").exists()
-    (tmp_path / "junk.pth").write_bytes(os.urandom(1000))
-    fails(capsys, ["convert", tmp_path / "junk.pth", "-o", tmp_path / "x.safetensors"],
-          "junk.pth: refused to load: not a plain checkpoint of tensors; it is damaged")
-    (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04" + os.urandom(1000))  # a damaged zip container
-    fails(capsys, ["convert", tmp_path / "junk.pth", "-o", tmp_path / "x.safetensors"],
-          "junk.pth: not a readable PyTorch checkpoint")
+    rng = np.random.default_rng(0)  # seeded: the same bytes each run
+    for junk in (rng.bytes(1000), b"PK\x03\x04" + rng.bytes(1000)):  # random bytes, a damaged zip container
+        (tmp_path / "junk.pth").write_bytes(junk)
+        fails(capsys, ["convert", tmp_path / "junk.pth", "-o", tmp_path / "x.safetensors"],
+              "junk.pth: refused to load: not a readable PyTorch checkpoint of plain tensors; it is damaged")
     fails(capsys, ["convert", tmp_path / "missing.pth", "-o", tmp_path / "x.safetensors"], "missing.pth: no such file")
     torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pth")
     fails(capsys, ["convert", tmp_path / "other.pth", "-o", tmp_path / "x.safetensors"],

@@ -172,31 +172,48 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
+# The one message for a .pth/.pt file that torch.load(weights_only=True) does not load.
+UNREADABLE = ("refused to load: not a readable PyTorch checkpoint of plain tensors; it is damaged, is not a "
+              "checkpoint, or holds pickled objects other than tensors (unsafe to unpickle)")
+
+
 def safe_torch_load(path: str | Path) -> object:
     """``torch.load(path, weights_only=True)`` on the CPU, every failure a CheckpointError naming the file.
 
     The only ``torch.load`` in evss goes through here. ``weights_only=True`` builds tensors and
     plain containers only; a pickle that asks for anything else (a function to call, a class to
-    build) is refused with a message that says so, before any of it runs.
+    build) is refused before any of it runs. Every unreadable file (a refused pickle, a damaged zip
+    container or pickle stream, bytes that are no checkpoint at all) gets the same message; only
+    its detail names what failed, since random bytes can fail in the unpickler, zipfile, struct or
+    a storage lookup depending on chance.
     """
     path = Path(path)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
             warnings.simplefilter("ignore")
             return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch wraps the restricted unpickler's reason ("Unsupported global: GLOBAL posix.system",
-        # "Unsupported operand 149") in a long paragraph; the reason is the useful part.
-        text = str(exc)
-        reason = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n\n")[0] if text else ""
-        raise CheckpointError(f"{path}: refused to load: not a plain checkpoint of tensors; it is damaged or holds "
-                              f"pickled objects other than tensors (unsafe to unpickle). Detail: "
-                              f"{' '.join(reason.split())[:200] or type(exc).__name__}") from None
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path}: no such file") from None
+    except (PermissionError, IsADirectoryError) as exc:  # the file system, not the file's bytes
+        raise CheckpointError(f"checkpoint {path}: cannot read ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in zipfile, pickle, struct, storages ...
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"({type(exc).__name__}: {_one_line(exc)[:300]})") from None
+        raise CheckpointError(f"{path}: {UNREADABLE}. Detail: {_load_detail(exc)}") from None
+
+
+def _load_detail(exc: Exception) -> str:
+    """What failed, in one short line."""
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch wraps the restricted unpickler's reason ("Unsupported global: GLOBAL posix.system",
+        # "Unsupported operand 149") in a long paragraph; the reason is the useful part.
+        # Without that marker the reason is the paragraph between torch's preamble and its footer.
+        text = str(exc)
+        if "WeightsUnpickler error:" in text:
+            text = text.split("WeightsUnpickler error:", 1)[1]
+        elif text.startswith("Weights only load failed"):
+            text = text.split("\n\n", 1)[-1]
+        reason = next((para for para in text.strip().split("\n\n") if para.strip()), "")
+        return " ".join(reason.split())[:200] or type(exc).__name__
+    return f"{type(exc).__name__}: {_one_line(exc)[:200]}"
 
 
 def split_official(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> dict[str, dict[str, torch.Tensor]]:
