@@ -7,6 +7,9 @@ Named presets:
 * ``official``: the authors' code (CoNet ``variant="official"``, w_f = 0.2); loads their files.
 * ``light``: half width everywhere, for CPU use.
 * ``tiny``: 1/8 width, for tests.
+* ``lite0``: the default keyframe network for real footage: a SwiftNet-style decoder on an
+  ImageNet-pretrained EfficientNet-Lite0 (``evss.models.efficientnet``); FlowNet and CoNet as in
+  ``light``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evss.errors import ConfigError
-from evss.models.backbone import BackboneConfig, CSRNet
+from evss.models.backbone import BackboneConfig, build_backbone
 from evss.models.correction import CoNet, CoNetConfig
 from evss.models.distortion import DistortionConfig
 from evss.models.evss import EVSSNet
@@ -54,6 +57,12 @@ class EVSSConfig:
                             ("correction", self.correction.width)):
             if not 0 < width <= MAX_WIDTH:
                 raise ConfigError(f"config {self.name!r}: {part}.width must be in (0, {MAX_WIDTH}], got {width}")
+        if self.backbone.arch not in ("csrnet", "swiftnet"):
+            raise ConfigError(f"config {self.name!r}: backbone.arch {self.backbone.arch!r} is not 'csrnet' or 'swiftnet'")
+        if self.backbone.arch == "swiftnet" and not (
+                self.backbone.encoder in ENCODERS and 8 <= self.backbone.decoder_channels <= 512):
+            raise ConfigError(f"config {self.name!r}: swiftnet needs encoder in {ENCODERS} and decoder_channels in "
+                              f"[8, 512], got {self.backbone.encoder!r}, {self.backbone.decoder_channels}")
         if self.correction.activation not in ("relu", "leaky_relu"):
             raise ConfigError(f"config {self.name!r}: correction.activation {self.correction.activation!r} is not "
                               "'relu' or 'leaky_relu'")
@@ -62,6 +71,7 @@ class EVSSConfig:
 MAX_CLASSES = 255  # class ids are stored in uint8 with 255 = ignore
 MAX_WIDTH = 2.0  # channel multiplier; 1.0 is the paper's networks (4x their parameters at most)
 LABEL_SPACE_NAMES = ("cityscapes", "camvid")
+ENCODERS = ("lite0", "lite1", "lite2")
 
 
 def preset(name: str, *, num_classes: int | None = None, label_space: str | None = None) -> EVSSConfig:
@@ -71,9 +81,13 @@ def preset(name: str, *, num_classes: int | None = None, label_space: str | None
     width, variant, w_f, default_space = PRESETS[name]
     space = label_space or default_space
     c = num_classes or (19 if space == "cityscapes" else 11)
+    backbone = BackboneConfig(num_classes=c, width=width)
+    if name in SWIFTNET_PRESETS:  # the ImageNet-pretrained keyframe network
+        backbone = BackboneConfig(num_classes=c, arch="swiftnet", encoder=SWIFTNET_PRESETS[name],
+                                  decoder_channels=128)
     return EVSSConfig(
         name=name, num_classes=c, label_space=space,
-        backbone=BackboneConfig(num_classes=c, width=width),
+        backbone=backbone,
         flow=FlowConfig(width=width),
         correction=CoNetConfig(num_classes=c, width=width, variant=variant),
         distortion=DistortionConfig(w_f=w_f))
@@ -85,11 +99,14 @@ PRESETS: dict[str, tuple[float, str, float, str]] = {
     "official": (1.0, "official", 0.2, "cityscapes"),
     "light": (0.5, "paper", 0.5, "camvid"),
     "tiny": (0.125, "paper", 0.5, "camvid"),
+    "lite0": (0.5, "paper", 0.5, "camvid"),  # width: FlowNet and CoNet; the backbone is below
 }
+# presets whose keyframe network is SwiftNet on this EfficientNet-Lite encoder
+SWIFTNET_PRESETS: dict[str, str] = {"lite0": "lite0"}
 
 
 def build_model(config: EVSSConfig) -> EVSSNet:
-    return EVSSNet(backbone=CSRNet.from_config(config.backbone), flow=FlowNet.from_config(config.flow),
+    return EVSSNet(backbone=build_backbone(config.backbone), flow=FlowNet.from_config(config.flow),
                    correction=CoNet.from_config(config.correction), distortion=config.distortion,
                    freeze_flow=config.freeze_flow)
 

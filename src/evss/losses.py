@@ -61,6 +61,28 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
     return total / count.clamp(min=1)
 
 
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.7,
+                       min_kept: float = 1 / 16, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Online hard example mining CE (Shrivastava et al.; the BiSeNet/SwiftNet recipe).
+
+    Keeps the pixels whose true-class probability is below ``threshold`` (the model has not
+    learned them yet), but at least the ``min_kept`` fraction of the valid pixels with the largest
+    loss. Thin and rare classes (poles, signs, people) stay hard for long, so they keep their
+    weight while the easy road and sky pixels drop out. Mean over the kept pixels; 0 with none.
+    """
+    if not 0.0 < threshold <= 1.0 or not 0.0 < min_kept <= 1.0:
+        raise ValueError(f"ohem threshold and min_kept must be in (0, 1], got {threshold}, {min_kept}")
+    per_pixel = F.cross_entropy(_full(logits), target, ignore_index=ignore_index, reduction="none")  # (N, H, W)
+    losses = per_pixel[target != ignore_index]  # (P,)
+    if losses.numel() == 0:
+        return per_pixel.sum() * 0.0
+    hard = losses[losses > -math.log(threshold)]  # p(true class) < threshold
+    keep = max(1, int(min_kept * losses.numel()))
+    if hard.numel() < keep:
+        hard = losses.topk(keep).values
+    return hard.mean()
+
+
 def edge_loss(edge_prob: torch.Tensor, edge_target: torch.Tensor, *,
               ignore_index: int = IGNORE_INDEX, eps: float = 1e-6) -> torch.Tensor:
     """L_e: class-balanced binary CE of the edge map M^e (N, H, W) in [0, 1] against {0, 1}.

@@ -65,6 +65,7 @@ DATA_SOURCES = ("synthdrive", "camvid", "cityscapes", "videos")
 AMP_MODES = ("off", "bf16", "fp16")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 MODEL_FILE = "last.safetensors"
+BEST_FILE = "best.safetensors"  # backbone stage with --holdout: the best held-out mIoU so far
 STATE_FILE = "last.state.pt"
 
 # Table IV settings as overrides. Keys starting with "model." set a field of the model config
@@ -114,6 +115,10 @@ class TrainConfig:
     crop_size: tuple[int, int] | None = (256, 512)  # (H, W) random crop; also the FlowPairs size
     offsets: str = "paper"  # pair offsets i - k: "paper" [-4, 5] \ {0} or "official" {1..5, -2..-5}
     flip: bool = True  # random horizontal flip (Sec. IV-A)
+    scale_range: tuple[float, float] | None = None  # backbone stage: random rescale (e.g. 0.5-2x) before the crop
+    color_jitter: float = 0.0  # backbone stage: brightness/contrast/saturation jitter (+-), 0 = off
+    holdout: tuple[str, ...] = ()  # backbone stage: frame-name patterns (fnmatch) kept out of training;
+    #                                held-out mIoU every eval_every steps, best model in best.safetensors
     flow_pairs: int = 100000  # flow stage: training pairs, generated on the fly (seed = seed) ...
     flow_eval_pairs: int = 64  # ... and held-out pairs (another seed) for the EPE report
     # Optimisation (Sec. IV-A: Adam, lr 1e-4, cosine annealing to 1e-6) ------------------------
@@ -122,6 +127,11 @@ class TrainConfig:
     lr: float = 1e-4
     min_lr: float = 1e-6
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # "adam" (the paper) | "adamw" (decoupled weight decay)
+    schedule: str = "cosine"  # "cosine" to min_lr (the paper) | "poly" (power 0.9, to min_lr)
+    warmup_steps: int = 0  # linear warm-up from lr/10
+    encoder_lr_mult: float = 1.0  # lr of a pretrained encoder's parameters relative to lr
+    seg_loss: str = "ce"  # backbone stage: "ce" | "ohem" (hard pixels only, see losses.ohem_cross_entropy)
     # Loss weights of Eq. (6): the paper states none; the authors' code uses 0.2/0.5/0.1/0.2.
     lambda_warp: float = 0.2
     lambda_semantic: float = 0.5
@@ -132,7 +142,9 @@ class TrainConfig:
     flow_level_weights: tuple[float, ...] = (0.005, 0.01, 0.02, 0.08, 0.32)
     # Initialisation ----------------------------------------------------------------------------
     teacher: str | None = None  # evss stage: evss checkpoint whose backbone is the frozen teacher
-    init: str | None = None  # any stage: evss checkpoint loaded into the whole model first
+    init: str | None = None  # any stage: evss checkpoint loaded into the whole model first; backbone stage
+    #                          also "imagenet" (the encoder's ImageNet weights; the default for swiftnet
+    #                          presets) or "none" (random initialisation)
     flow_init: str | None = None  # evss stage: evss checkpoint whose FlowNet is loaded (flow stage output)
     # Loop --------------------------------------------------------------------------------------
     checkpoint_every: int = 500
@@ -169,6 +181,16 @@ class TrainConfig:
         check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         check(0 < self.min_lr <= self.lr, f"need 0 < min_lr <= lr, got lr {self.lr}, min_lr {self.min_lr}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.optimizer in ("adam", "adamw"), f"optimizer {self.optimizer!r} is not 'adam' or 'adamw'")
+        check(self.schedule in ("cosine", "poly"), f"schedule {self.schedule!r} is not 'cosine' or 'poly'")
+        check(self.seg_loss in ("ce", "ohem"), f"seg_loss {self.seg_loss!r} is not 'ce' or 'ohem'")
+        check(0 <= self.warmup_steps < self.steps, f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        check(0 < self.encoder_lr_mult <= 10, f"encoder_lr_mult must be in (0, 10], got {self.encoder_lr_mult}")
+        check(0 <= self.color_jitter < 1, f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        check(self.scale_range is None or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 8),
+              f"scale_range must be (low, high) with 0 < low <= high <= 8, got {self.scale_range}")
+        check(self.init not in ("imagenet", "none") or self.stage == "backbone",
+              f"--init {self.init} is for the backbone stage; other stages take an evss checkpoint")
         for name in ("crop_size", "synth_size"):
             size = getattr(self, name)
             check(size is None or (len(size) == 2 and all(isinstance(v, int) and v >= 8 for v in size)),
@@ -393,12 +415,17 @@ class LabelledFrames:
     same random flip + crop as the pair dataset (drawn from ``(seed, epoch, index)``).
     """
 
-    def __init__(self, source: Any, *, crop_size: tuple[int, int] | None, flip: bool, seed: int) -> None:
+    def __init__(self, source: Any, *, crop_size: tuple[int, int] | None, flip: bool, seed: int,
+                 scale_range: tuple[float, float] | None = None, color_jitter: float = 0.0,
+                 exclude: tuple[str, ...] = ()) -> None:
         self.source, self.crop_size, self.flip, self.seed = source, crop_size, flip, seed
+        self.scale_range, self.color_jitter = scale_range, color_jitter
         self.epoch = 0
-        self.targets = [(s, int(t)) for s in range(source.num_sequences()) for t in source.labelled_indices(s)]
+        self.targets = [(s, int(t)) for s in range(source.num_sequences()) for t in source.labelled_indices(s)
+                        if not matches(frame_name(source, s, int(t)), exclude)]
         if not self.targets:
-            raise EvssError("the source has no labelled frames to train the backbone on")
+            raise EvssError("the source has no labelled frames to train the backbone on"
+                            + (f" outside the held-out patterns {list(exclude)}" if exclude else ""))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -417,9 +444,60 @@ class LabelledFrames:
         if label is None:
             label = np.full(image.shape[:2], IGNORE_INDEX, dtype=np.uint8)
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.scale_range is not None:
+            from evss.data.transforms import random_scale
+            image, label = random_scale(rng, image, label, scale_range=self.scale_range)
         (image,), (label,), _ = joint_flip_crop(rng, images=[image], labels=[label], crop_size=self.crop_size,
                                                 flip_prob=0.5 if self.flip else 0.0)
+        if self.color_jitter:
+            from evss.data.transforms import color_jitter
+            image = color_jitter(rng, image, strength=self.color_jitter)
         return {"image": image_to_tensor(image), "label": label_to_tensor(label)}
+
+
+def frame_name(source: Any, s: int, t: int) -> str:
+    """A frame's name for the held-out patterns: its file stem, or ``<sequence index>_<frame index>``."""
+    sequences = getattr(source, "sequences", None)
+    if sequences is not None:
+        return Path(sequences[s].frames[t].image).stem
+    return f"{s}_{t}"
+
+
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
+    import fnmatch
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+class HeldOutFrames:
+    """The labelled frames that match the held-out patterns, read once, for the backbone's mIoU."""
+
+    def __init__(self, source: Any, patterns: tuple[str, ...]) -> None:
+        self.items = [(source.frame(s, t), source.label(s, t)) for s in range(source.num_sequences())
+                      for t in source.labelled_indices(s) if matches(frame_name(source, s, int(t)), patterns)]
+        if not self.items:
+            raise ConfigError(f"--holdout {list(patterns)} matches no labelled frame of the training data")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def miou(self, backbone: Any, num_classes: int, device: Any) -> dict[str, float]:
+        """Per-frame mIoU (and per-class IoU) of ``backbone`` on these frames, full resolution."""
+        import numpy as np
+        import torch
+
+        from evss.data.transforms import image_to_tensor
+        from evss.metrics import confusion_matrix, iou_per_class, mean_iou
+        was_training = backbone.training
+        backbone.eval()
+        cm = np.zeros((num_classes, num_classes), np.int64)
+        with torch.no_grad():
+            for image, label in self.items:
+                x = image_to_tensor(image)[None].to(device)  # (1, 3, H, W)
+                pred = up4(backbone(x), tuple(label.shape)).argmax(1)[0]  # (H, W)
+                cm += confusion_matrix(pred.cpu().numpy(), label, num_classes)
+        backbone.train(was_training)
+        iou = iou_per_class(cm)
+        return {"miou": mean_iou(cm), **{f"iou/{c}": float(v) for c, v in enumerate(iou) if np.isfinite(v)}}
 
 
 class MemoryClips:
@@ -529,7 +607,9 @@ def build_dataset(config: TrainConfig, model_config: "EVSSConfig") -> Any:
         return FlowPairsDataset(pairs=config.flow_pairs, seed=config.seed, config=FlowPairsConfig(height=h, width=w))
     source = build_source(config)
     if config.stage == "backbone":
-        return LabelledFrames(source, crop_size=config.crop_size, flip=config.flip, seed=config.seed)
+        return LabelledFrames(source, crop_size=config.crop_size, flip=config.flip, seed=config.seed,
+                              scale_range=config.scale_range, color_jitter=config.color_jitter,
+                              exclude=config.holdout)
     from evss.data.pairs import PairDataset
     from evss.data.transforms import pair_offsets
     return PairDataset(source, thin_classes=LABEL_SPACES[model_config.label_space].thin,
@@ -571,11 +651,12 @@ def up4(x: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
     return y[..., : size[0], : size[1]]  # (N, C, H, W)
 
 
-def segmentation_loss(logits: "torch.Tensor", label: "torch.Tensor") -> dict[str, "torch.Tensor"]:
-    """Backbone stage: CE of the x4-upsampled 1/4 logits against the labels, 255 ignored."""
+def segmentation_loss(logits: "torch.Tensor", label: "torch.Tensor", *, kind: str = "ce") -> dict[str, "torch.Tensor"]:
+    """Backbone stage: CE (or OHEM CE) of the x4-upsampled 1/4 logits against the labels, 255 ignored."""
     from evss.classes import IGNORE_INDEX
-    from evss.losses import cross_entropy
-    ce = cross_entropy(up4(logits, tuple(label.shape[-2:])), label, ignore_index=IGNORE_INDEX)
+    from evss.losses import cross_entropy, ohem_cross_entropy
+    loss = ohem_cross_entropy if kind == "ohem" else cross_entropy
+    ce = loss(up4(logits, tuple(label.shape[-2:])), label, ignore_index=IGNORE_INDEX)
     return {"ce": ce, "total": ce}
 
 
@@ -856,6 +937,29 @@ def cosine_factor(step: int, *, steps: int, lr: float, min_lr: float) -> float:
     return (min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))) / lr
 
 
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """lr(step) / lr: linear warm-up from lr/10, then cosine or poly(0.9) decay to min_lr."""
+    if step < config.warmup_steps:
+        return 0.1 + 0.9 * step / config.warmup_steps
+    if config.schedule == "cosine":
+        return cosine_factor(step, steps=config.steps, lr=config.lr, min_lr=config.min_lr)
+    t = min(step, config.steps) / config.steps
+    floor = config.min_lr / config.lr
+    return floor + (1.0 - floor) * (1.0 - t) ** 0.9
+
+
+def param_groups(trained: Any, config: TrainConfig) -> list[dict[str, Any]]:
+    """Trainable parameters; a pretrained encoder's (``encoder.*``) at ``encoder_lr_mult`` x lr."""
+    base, encoder = [], []
+    for name, p in trained.named_parameters():
+        if p.requires_grad:
+            (encoder if name.split(".")[0] == "encoder" and config.encoder_lr_mult != 1.0 else base).append(p)
+    groups = [{"params": base, "lr": config.lr}] if base else []
+    if encoder:
+        groups.append({"params": encoder, "lr": config.lr * config.encoder_lr_mult})
+    return groups
+
+
 @dataclass
 class Stage:
     """What a stage hands to :func:`fit`."""
@@ -896,12 +1000,12 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
             _replace_part(model, stage.trained, trained)
         elif rt.is_main:
             print("evss train: --sync-bn needs CUDA; using per-process BatchNorm on the CPU")
-    params = [p for p in trained.parameters() if p.requires_grad]
-    if not params:
+    groups = param_groups(trained, config)
+    if not groups:
         raise ConfigError(f"stage {config.stage}: nothing to train (every parameter is frozen)")
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_factor(s, steps=config.steps, lr=config.lr, min_lr=config.min_lr))
+    optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
+        groups, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
 
     start = 0
@@ -938,22 +1042,31 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
     history: list[dict[str, float]] = []
     evals: list[dict[str, float]] = []
     bad_in_a_row, last_saved, step = 0, start, start
+    best = best_eval(out_dir / "metrics.jsonl") if rt.is_main else None
 
     def log(record: dict[str, float]) -> None:
         if writer is not None:
+            kind = "eval" if "epe" in record or "miou" in record else "train"
             for k, v in record.items():
                 if k != "step":
-                    writer.add_scalar(f"{'eval' if k == 'epe' else 'train'}/{k}", v, int(record["step"]))
+                    writer.add_scalar(f"{kind}/{k}", v, int(record["step"]))
         with open(out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def run_eval() -> None:
         if stage.evaluate is None or not rt.is_main:
             return
+        nonlocal best
         result = {"step": step, **stage.evaluate()}
         evals.append(result)
         log(result)
-        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step"))
+        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()
+                                               if k != "step" and "/" not in k))
+        if "miou" in result and (best is None or result["miou"] > best):
+            # model selection on held-out frames (never on the evaluation clip)
+            from evss.checkpoint import save_model
+            best = result["miou"]
+            save_model(out_dir / BEST_FILE, model, model_config, extra={"step": str(step), "miou": f"{best:.6f}"})
 
     def checkpoint() -> None:
         nonlocal last_saved
@@ -1038,6 +1151,21 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
                        out_dir=out_dir)
 
 
+def best_eval(path: Path) -> float | None:
+    """The best held-out mIoU logged so far in ``metrics.jsonl`` (None without one)."""
+    if not path.exists():
+        return None
+    values = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("miou"), (int, float)):
+            values.append(float(record["miou"]))
+    return max(values) if values else None
+
+
 def trim_metrics(path: Path, start: int) -> None:
     """Keep the complete records of ``metrics.jsonl`` up to step ``start`` (none from a fresh start).
 
@@ -1073,22 +1201,40 @@ def _build(config: TrainConfig) -> tuple[Any, "EVSSConfig"]:
     from evss.config import build_model
     model_config = resolve_model_config(config)
     model = build_model(model_config)
-    if config.init and not config.resume:
-        load_part(model, config.init, "", "--init")
+    if config.resume:
+        return model, model_config
+    init = config.init
+    if init is None and config.stage == "backbone" and model_config.backbone.arch == "swiftnet":
+        init = "imagenet"  # a pretrained encoder is the point of these presets
+    if init == "imagenet":
+        from evss.models.efficientnet import load_imagenet
+        encoder = getattr(model.backbone, "encoder", None)
+        if encoder is None:
+            raise ConfigError(f"--init imagenet: the {model_config.name} preset's backbone "
+                              f"({model_config.backbone.arch}) has no pretrained encoder; use a swiftnet preset "
+                              "such as lite0, or --init none")
+        load_imagenet(encoder)
+    elif init and init != "none":
+        load_part(model, init, "", "--init")
     return model, model_config
 
 
 def train_backbone(config: TrainConfig, rt: Runtime) -> TrainResult:
-    """Per-frame CE on the labelled frames trains the CSRNet; the other parts stay as initialised."""
+    """Per-frame CE (or OHEM) on the labelled frames trains the keyframe network; the other parts
+    stay as initialised. With ``holdout``, the held-out frames' mIoU is the evaluation."""
     model, model_config = _build(config)
     net = model.backbone
     net.requires_grad_(True)  # EVSSNet freezes it; this stage trains it
+    held_out = HeldOutFrames(build_source(config), config.holdout) if config.holdout else None
 
     def losses(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
-        return segmentation_loss(module(batch["image"]), batch["label"])
+        return segmentation_loss(module(batch["image"]), batch["label"], kind=config.seg_loss)
+
+    def evaluate() -> dict[str, float]:
+        return held_out.miou(net, model_config.num_classes, rt.device)
 
     return fit(config, rt, Stage(model=model, trained=net, dataset=build_dataset(config, model_config),
-                                 losses=losses), model_config)
+                                 losses=losses, evaluate=evaluate if held_out else None), model_config)
 
 
 def train_flow(config: TrainConfig, rt: Runtime) -> TrainResult:
@@ -1181,6 +1327,18 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _floats(n: int) -> Callable[[str], tuple[float, ...]]:
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {n} comma-separated numbers")
+        return values
+    return parse
+
+
 def _weights(text: str) -> tuple[float, float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -1223,7 +1381,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--list-ablations", action=_ListAblations, help="print the ablation names and exit")
     g.add_argument("--teacher", default=None, metavar="CKPT",
                    help="evss stage: checkpoint holding the trained backbone")
-    g.add_argument("--init", default=None, metavar="CKPT", help="load a full evss checkpoint first")
+    g.add_argument("--init", default=None, metavar="imagenet|none|CKPT",
+                   help="load a full evss checkpoint first; backbone stage: 'imagenet' (the default for "
+                   "swiftnet presets such as lite0: the encoder's ImageNet weights, needs the [train] extra) "
+                   "or 'none' (random)")
     g.add_argument("--flow-init", default=None, metavar="CKPT",
                    help="evss stage: checkpoint holding the pretrained FlowNet")
     g = parser.add_argument_group("data")
@@ -1235,6 +1396,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--crop", type=_size, default=None, metavar="HxW",
                    help="random crop (flow: the pair size); default 256x512")
     g.add_argument("--offsets", choices=("paper", "official"), default=None, help="pair offsets i - k")
+    g.add_argument("--scale-range", type=_floats(2), default=None, metavar="LOW,HIGH",
+                   help="backbone: random rescale before the crop, e.g. 0.5,2")
+    g.add_argument("--color-jitter", type=float, default=None, metavar="S", help="backbone: photometric jitter +-S")
+    g.add_argument("--holdout", action="append", default=None, metavar="PATTERN",
+                   help="backbone: frame names (fnmatch, e.g. '0006R0_f0[23]*') kept out of training and "
+                   "evaluated every --eval-every steps; the best is saved as best.safetensors (repeatable)")
     g.add_argument("--synth-clips", type=int, default=None)
     g.add_argument("--synth-frames", type=int, default=None)
     g.add_argument("--synth-size", type=_size, default=None, metavar="HxW")
@@ -1243,6 +1410,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--min-lr", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--optimizer", choices=("adam", "adamw"), default=None)
+    g.add_argument("--schedule", choices=("cosine", "poly"), default=None)
+    g.add_argument("--warmup-steps", type=int, default=None)
+    g.add_argument("--encoder-lr-mult", type=float, default=None, help="pretrained encoder lr / lr")
+    g.add_argument("--seg-loss", choices=("ce", "ohem"), default=None, help="backbone stage loss")
     g.add_argument("--loss-weights", type=_weights, default=None, metavar="W,S,E,ES",
                    help="lambda_w, lambda_s, lambda_e, lambda_es of Eq. (6) (default 0.2,0.5,0.1,0.2)")
     g.add_argument("--es-mask", choices=("paper", "official"), default=None)
@@ -1251,7 +1424,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", default=None, help="continue from OUT/last.state.pt")
     g.add_argument("--checkpoint-every", type=int, default=None)
     g.add_argument("--log-every", type=int, default=None)
-    g.add_argument("--eval-every", type=int, default=None, help="flow stage: held-out EPE interval")
+    g.add_argument("--eval-every", type=int, default=None, help="held-out EPE (flow) / mIoU (backbone) interval")
     g.add_argument("--max-bad-steps", type=int, default=None)
     g.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later)")
     g.add_argument("--overfit-batch", action="store_true", default=None, help="train on one fixed batch")
@@ -1279,6 +1452,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         over[name] = value
     if "ablation" in over:
         over["ablation"] = tuple(v.strip() for v in over["ablation"].split(",") if v.strip())
+    if "holdout" in over:
+        over["holdout"] = tuple(over["holdout"])
     if "model_set" in over:
         over["model_set"] = tuple(base.model_set) + tuple(over["model_set"])
     if args.loss_weights is not None:
@@ -1293,7 +1468,9 @@ def run(args: argparse.Namespace) -> int:
         last = result.losses[-1] if result.losses else {}
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "skipped", "seconds"))
         print(f"evss train {config.stage}: step {result.step}/{config.steps}" + (f": {summary}" if summary else ""))
-        if result.evals:
+        if result.evals and "epe" in result.evals[-1]:
             print(f"held-out EPE {result.evals[-1]['epe']:.3f} px (full resolution)")
+        if result.evals and "miou" in result.evals[-1]:
+            print(f"held-out mIoU {result.evals[-1]['miou']:.4f}; best: {result.out_dir / BEST_FILE}")
         print(f"checkpoint: {result.out_dir / MODEL_FILE}")
     return 0

@@ -208,6 +208,37 @@ def joint_flip_crop(rng: np.random.Generator, *, images: Sequence[ArrayT],
     return out_images, out_labels, out_flow
 
 
+def random_scale(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, *,
+                 scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an (H, W, 3) image (bilinear) and its (H, W) label (nearest) by one factor drawn
+    log-uniformly from ``scale_range`` (the backbone stage's scale jitter, e.g. 0.5-2x)."""
+    import cv2
+    low, high = scale_range
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+    s = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    h, w = label.shape
+    size = (max(8, round(w * s)), max(8, round(h * s)))  # cv2 wants (W, H)
+    return (cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(label, size, interpolation=cv2.INTER_NEAREST))
+
+
+def color_jitter(rng: np.random.Generator, image: np.ndarray, *, strength: float) -> np.ndarray:
+    """Photometric jitter of a uint8 RGB image: brightness, contrast, saturation and a per-channel
+    gain, each drawn within +-``strength``, so that a model trained on one city's cameras is not
+    tied to their colour rendering."""
+    if strength <= 0:
+        return image
+    x = image.astype(np.float32)
+    x = x * rng.uniform(1 - strength, 1 + strength)  # brightness
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - strength, 1 + strength) + mean  # contrast
+    grey = x.mean(axis=2, keepdims=True)
+    x = (x - grey) * rng.uniform(1 - strength, 1 + strength) + grey  # saturation
+    x = x * rng.uniform(1 - strength / 4, 1 + strength / 4, size=3).astype(np.float32)  # white balance
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
 # --------------------------------------------------------------------------------------------
 # Edge & thin-object target M^gt (Sec. III-D/E)
 # --------------------------------------------------------------------------------------------

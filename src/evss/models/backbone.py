@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from evss.models._layers import ConvNormAct, FusionUpsample, resize, scaled
+from evss.models.efficientnet import EfficientNetLite, fold_batchnorm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,7 +29,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass(frozen=True)
 class BackboneConfig:
     num_classes: int = 19
-    width: float = 1.0  # multiplies every channel count; 1.0 is the released CSRNet-R18
+    width: float = 1.0  # CSRNet: multiplies every channel count; 1.0 is the released CSRNet-R18
+    arch: str = "csrnet"  # "csrnet" | "swiftnet": the keyframe network
+    encoder: str = "lite0"  # swiftnet: EfficientNet-Lite variant of evss.models.efficientnet
+    decoder_channels: int = 96  # swiftnet: channels of the SPP and the upsampling ladder
 
 
 class ImageNorm(nn.Module):
@@ -174,6 +178,90 @@ class CSRNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.logits(self.backbone(image))  # (N, C, H/4, W/4)
+
+
+class LadderUp(nn.Module):
+    """SwiftNet's upsampling block: upsample, add the 1x1-projected lateral skip, 3x3 blend."""
+
+    def __init__(self, skip_in: int, channels: int, *, separable: bool = False) -> None:
+        super().__init__()
+        self.lateral = ConvNormAct(skip_in, channels, 1)
+        # At 1/4 a full 3x3 conv would cost more than the encoder; depthwise + pointwise keeps the
+        # receptive field at a ninth of the multiply-adds.
+        self.blend = (nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+                                    ConvNormAct(channels, channels, 1))
+                      if separable else ConvNormAct(channels, channels, 3))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        s = self.lateral(skip)  # (N, ch, h_skip, w_skip)
+        return self.blend(resize(x, s.shape[-2:]) + s)  # (N, ch, h_skip, w_skip)
+
+
+class SwiftNet(nn.Module):
+    """SwiftNet-style keyframe network on an ImageNet-pretrained EfficientNet-Lite encoder.
+
+    SPP on the stride-32 features, then a ladder of upsampling blocks with lateral skips from
+    strides 16, 8 and 4 (Orsic et al., CVPR 2019); logits at 1/4, the backbone contract of
+    :class:`CSRNet`: image (N, 3, H, W) in [0, 1] -> logits (N, C, ceil(H/4), ceil(W/4)).
+    """
+
+    output_stride = 4
+
+    def __init__(self, *, num_classes: int = 11, encoder: str = "lite0", decoder_channels: int = 96) -> None:
+        super().__init__()
+        self.config = BackboneConfig(num_classes=num_classes, arch="swiftnet", encoder=encoder,
+                                     decoder_channels=decoder_channels)
+        self.num_classes = num_classes
+        ch = decoder_channels
+        self.encoder = EfficientNetLite(encoder)
+        c4, c8, c16, c32 = self.encoder.out_channels
+        self.spp = SPP(c32, ch)
+        self.up16 = LadderUp(c16, ch)
+        self.up8 = LadderUp(c8, ch)
+        self.up4 = LadderUp(c4, ch, separable=True)
+        self.logits = nn.Conv2d(ch, num_classes, 1)
+        self.channels_last = False  # set by prepare_inference: NHWC kernels are ~2x faster on CPU here
+
+    @classmethod
+    def from_config(cls, config: BackboneConfig) -> "SwiftNet":
+        return cls(num_classes=config.num_classes, encoder=config.encoder, decoder_channels=config.decoder_channels)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = -(-image.shape[-2] // 4), -(-image.shape[-1] // 4)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        f4, f8, f16, f32 = self.encoder(image)  # strides 4, 8, 16, 32
+        x = self.spp(f32)  # (N, ch, H/32, W/32)
+        x = self.up16(x, f16)  # (N, ch, H/16, W/16)
+        x = self.up8(x, f8)  # (N, ch, H/8, W/8)
+        x = self.up4(x, f4)  # (N, ch, H/4, W/4)
+        logits = self.logits(x).contiguous()  # (N, C, H/4, W/4), NCHW for the rest of the model
+        # TF "same" padding gives ceil(H/4) already; the check keeps the contract explicit.
+        return logits if logits.shape[-2:] == (h, w) else resize(logits, (h, w))
+
+
+def prepare_inference(backbone: nn.Module) -> nn.Module:
+    """Make a keyframe network fast for inference, in place: BatchNorm folded into the convs and
+    NHWC ("channels-last") memory for SwiftNet, whose depthwise convs gain most from it.
+
+    Outputs are equal to the plain path up to float rounding (tests). Only for a network that will
+    not be trained again (folding bakes in the BN statistics); CSRNet is left as it is, so the
+    authors' checkpoints keep their exact parity.
+    """
+    if isinstance(backbone, SwiftNet) and not backbone.channels_last:
+        fold_batchnorm(backbone.eval())
+        backbone.to(memory_format=torch.channels_last)
+        backbone.channels_last = True
+    return backbone
+
+
+def build_backbone(config: BackboneConfig) -> nn.Module:
+    """The keyframe network a config names."""
+    if config.arch == "csrnet":
+        return CSRNet.from_config(config)
+    if config.arch == "swiftnet":
+        return SwiftNet.from_config(config)
+    raise ValueError(f"unknown backbone arch {config.arch!r}; expected 'csrnet' or 'swiftnet'")
 
 
 class SegmenterBackbone(nn.Module):
