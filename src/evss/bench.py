@@ -130,6 +130,8 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
 
     dtype = dtype or torch.float32
     h, w = size
+    from evss.models.backbone import prepare_inference
+    prepare_inference(model.backbone.eval())  # as VideoSegmenter does: BN folded, NHWC for SwiftNet
     model = model.to(device, dtype).eval()
     clip = generate_clip(SynthDriveConfig(height=h, width=w, frames=max(frames, 2)), seed=0)
     key = pad_to_multiple(to_tensor(clip.frames[0], device, dtype), 32)  # (1, 3, Hp, Wp)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
+from evss.models.backbone import prepare_inference
 from evss.models.distortion import coarse_map, fine_map, fuse
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
@@ -119,6 +120,9 @@ class VideoSegmenter:
         self.config = config
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.dtype = dtype
+        # BN folded and NHWC for SwiftNet keyframe networks (before any cast to half): the model is
+        # for inference from here on.
+        prepare_inference(model.backbone.eval())
         self.model = model.to(self.device, dtype).eval()
         self.flow: FlowEstimator = flow if flow is not None else self.model.flow
         self.policy = keyframe_policy or FixedInterval(config.keyframe_interval)
