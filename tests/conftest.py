@@ -27,7 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 REFERENCE = SHARED / "reference" / "official_evss"
 DATA = SHARED / "data"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def ci_from_env(environ) -> bool:
+    """CI systems set CI=true (GitHub, GitLab, ...); .ci/run sets it too."""
+    return environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+IN_CI = ci_from_env(os.environ)
 
 
 @pytest.fixture(autouse=True)

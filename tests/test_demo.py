@@ -19,11 +19,8 @@ def keep_threads():
     torch.set_num_threads(n)
 
 
-def test_demo_writes_videos_and_summary(tmp_path, capsys, keep_threads):
-    from evss.checkpoint import save_model
-    from evss.config import build_model, preset
-    torch.manual_seed(0)
-    weights = save_model(tmp_path / "tiny.safetensors", build_model(preset("tiny")).eval(), preset("tiny"))
+def test_demo_writes_videos_and_summary(tmp_path, capsys, keep_threads, tiny_weights):
+    weights = tiny_weights
     out = tmp_path / "demo"
     rc = main(["demo", "--frames", "7", "--size", "64x128", "--weights", str(weights), "--threads", "1",
                "-o", str(out)])

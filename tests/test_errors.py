@@ -89,14 +89,9 @@ def damage_packet(path: Path, index: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from evss.checkpoint import save_model
-    from evss.config import build_model, preset
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(path, build_model(preset("tiny")).eval(), preset("tiny"))
-    return path
+@pytest.fixture
+def weights(tiny_weights) -> Path:
+    return tiny_weights  # the vivid tiny model (conftest)
 
 
 @pytest.fixture(scope="module")

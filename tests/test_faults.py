@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import av
@@ -29,14 +28,9 @@ from evss.errors import EvssError
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from evss.checkpoint import save_model
-    from evss.config import build_model, preset
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(path, build_model(preset("tiny")).eval(), preset("tiny"))
-    return path
+@pytest.fixture
+def weights(tiny_weights) -> Path:
+    return tiny_weights  # the vivid tiny model (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +44,35 @@ def long_video(tmp_path_factory) -> Path:
 
 
 class Progress:
-    """Reads a child's stderr in a thread; ``frames`` is the latest tqdm count seen."""
+    """Reads a child's stderr in a thread; ``frames`` is the latest tqdm count seen.
+
+    ``wait_for`` blocks on a condition the reader notifies on every chunk (no sleeping), with a
+    generous bound so that a child that hangs fails the test instead of the run.
+    """
 
     def __init__(self, proc: subprocess.Popen) -> None:
-        self.text, self.frames = "", 0
+        self.text, self.frames, self.ended = "", 0, False
+        self.changed = threading.Condition()
         self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self.thread.start()
 
     def _read(self, proc: subprocess.Popen) -> None:
         while chunk := proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(1):
-            self.text += chunk.decode(errors="replace")
-            counts = re.findall(r"\| *(\d+)/\d+ \[", self.text[-400:])
-            if counts:
-                self.frames = int(counts[-1])
+            with self.changed:
+                self.text += chunk.decode(errors="replace")
+                counts = re.findall(r"\| *(\d+)/\d+ \[", self.text[-400:])
+                if counts:
+                    self.frames = int(counts[-1])
+                self.changed.notify_all()
+        with self.changed:
+            self.ended = True  # the child closed stderr: it exited
+            self.changed.notify_all()
 
-    def wait_for(self, proc: subprocess.Popen, frames: int, timeout: float = 120.0) -> None:
-        end = time.monotonic() + timeout
-        while self.frames < frames:
-            assert proc.poll() is None, self.text
-            assert time.monotonic() < end, f"no progress to {frames} frames: {self.text[-500:]}"
-            time.sleep(0.05)
+    def wait_for(self, proc: subprocess.Popen, frames: int, timeout: float = 300.0) -> None:
+        with self.changed:
+            done = self.changed.wait_for(lambda: self.frames >= frames or self.ended, timeout=timeout)
+            assert done, f"no progress to {frames} frames in {timeout:.0f} s: {self.text[-500:]}"
+            assert self.frames >= frames, f"the child ended before {frames} frames: {self.text[-2000:]}"
 
 
 def start_segment(src: Path, out: Path, weights: Path, *extra) -> tuple[subprocess.Popen, Progress]:

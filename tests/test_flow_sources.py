@@ -144,14 +144,11 @@ def keep_threads():
     torch.set_num_threads(n)
 
 
-def test_bench_times_every_flow_source(tmp_path, capsys, keep_threads):
+def test_bench_times_every_flow_source(tmp_path, capsys, keep_threads, tiny_weights):
     import json
 
-    from evss.checkpoint import save_model
     from evss.cli import main
-    from evss.config import build_model, preset
-    torch.manual_seed(0)
-    weights = save_model(tmp_path / "tiny.safetensors", build_model(preset("tiny")).eval(), preset("tiny"))
+    weights = tiny_weights
     assert main(["bench", "--weights", str(weights), "--size", "64x128", "--frames", "6", "--runs", "1",
                  "--repeats", "1", "--threads", "1", "--device", "cpu", "--json", str(tmp_path / "b.json")]) == 0
     res = json.loads((tmp_path / "b.json").read_text())

@@ -14,14 +14,9 @@ from evss.cli import main
 from evss.data.video import VideoWriter, open_video, read_video_frames, write_video_frames
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> str:
-    from evss.checkpoint import save_model
-    from evss.config import build_model, preset
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(path, build_model(preset("tiny")).eval(), preset("tiny"))
-    return str(path)
+@pytest.fixture
+def weights(tiny_weights) -> str:
+    return str(tiny_weights)  # the vivid tiny model (conftest)
 
 
 def clip(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import DATA, need_path
 from evss.data.camvid import (
     AUTHORS_FRAME_OFFSETS,
     CamVid,
@@ -14,9 +15,15 @@ from evss.data.camvid import (
 from evss.data.pairs import SequenceSource
 from evss.errors import DataError
 
-CAMVID = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid"
-needs_camvid = pytest.mark.skipif(not (CAMVID / "val" / "labels").is_dir(),
-                                  reason=f"shared CamVid data not found at {CAMVID}")
+CAMVID = DATA / "camvid"
+
+
+@pytest.fixture
+def shared_camvid():
+    need_path(CAMVID / "val" / "labels", "shared CamVid data")  # a skip, or a failure in CI
+
+
+needs_camvid = pytest.mark.usefixtures("shared_camvid")
 
 
 def _png(path: Path, array: np.ndarray) -> Path:

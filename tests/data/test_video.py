@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,12 +10,12 @@ import av
 import numpy as np
 import pytest
 
+from conftest import DATA, need_path
 from evss.data.video import (VideoWriter, open_video, output_size, prefetch, read_video_frames, resize_flow,
                              rotate_flow, write_label_png, write_video_frames)
 from evss.errors import EvssError
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-REAL_CLIP = SHARED / "data" / "video" / "udacity_vehicle_test_video.mp4"
+REAL_CLIP = DATA / "video" / "udacity_vehicle_test_video.mp4"
 
 
 def smooth_frames(n: int, h: int, w: int, *, seed: int = 0, step: int = 0) -> np.ndarray:
@@ -197,9 +198,16 @@ def test_prefetch_is_bounded_and_reraises():
 
     it = prefetch(items(), depth=3)
     assert next(it) == 0
-    import time
-    time.sleep(0.2)
-    assert len(made) <= 1 + 3 + 1  # consumed + queued + one waiting to be put
+    # The producer fills the queue (3) and makes one more that waits to be put; then it stops. Poll
+    # (generously bounded) until it reaches that count, then check that it stays there.
+    deadline = time.monotonic() + 60
+    while len(made) < 1 + 3 + 1:
+        assert time.monotonic() < deadline, f"the producer made only {len(made)} items"
+        time.sleep(0.01)
+    settled = time.monotonic() + 0.3
+    while time.monotonic() < settled:
+        assert len(made) == 1 + 3 + 1  # consumed + queued + one waiting to be put
+        time.sleep(0.01)
     it.close()
 
     def broken():
@@ -219,8 +227,8 @@ def test_label_png_holds_class_ids_and_palette(tmp_path):
     assert img.getpalette()[:6] == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.skipif(not REAL_CLIP.is_file(), reason=f"{REAL_CLIP} not present")
 def test_real_clip_streams_with_its_metadata():
+    need_path(REAL_CLIP, "the shared test video")  # a skip, or a failure in CI
     with open_video(REAL_CLIP, max_size=320) as v:
         assert v.info.has_audio and v.info.fps == 25 and (v.info.height, v.info.width) == (180, 320)
         n = sum(1 for _ in v)
