@@ -40,6 +40,7 @@ class EVSSConfig:
     correction: CoNetConfig = field(default_factory=CoNetConfig)
     distortion: DistortionConfig = field(default_factory=DistortionConfig)
     freeze_flow: bool = False  # Table IV "FlowNet fixed"
+    flow_source: str = "learned"  # N_flow at inference unless told otherwise: the one CoNet was trained with
 
     def __post_init__(self) -> None:
         if self.backbone.num_classes != self.num_classes or self.correction.num_classes != self.num_classes:
@@ -57,6 +58,8 @@ class EVSSConfig:
                             ("correction", self.correction.width)):
             if not 0 < width <= MAX_WIDTH:
                 raise ConfigError(f"config {self.name!r}: {part}.width must be in (0, {MAX_WIDTH}], got {width}")
+        if self.flow_source not in ("learned", "dis", "mv"):
+            raise ConfigError(f"config {self.name!r}: flow_source {self.flow_source!r} is not learned, dis or mv")
         if self.backbone.arch not in ("csrnet", "swiftnet"):
             raise ConfigError(f"config {self.name!r}: backbone.arch {self.backbone.arch!r} is not 'csrnet' or 'swiftnet'")
         if self.backbone.arch == "swiftnet" and not (

@@ -92,7 +92,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 # Fields that may differ between a run and its --resume (they do not change what is computed).
 RESUME_MAY_CHANGE = frozenset({"resume", "stop_at", "workers", "log_every", "checkpoint_every",
                                "eval_every", "device", "threads", "progress", "tensorboard",
-                               "max_bad_steps", "teacher", "init", "flow_init"})
+                               "max_bad_steps", "teacher", "init", "flow_init", "cache"})
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,10 @@ class TrainConfig:
     #                          also "imagenet" (the encoder's ImageNet weights; the default for swiftnet
     #                          presets) or "none" (random initialisation)
     flow_init: str | None = None  # evss stage: evss checkpoint whose FlowNet is loaded (flow stage output)
+    flow_source: str = "learned"  # evss stage: the flow CoNet is trained with ("learned" FlowNet, trained
+    #                               jointly, or "dis", fixed); saved as the model's flow_source
+    cache: str | None = None  # evss stage: teacher-cache folder (built or finished first, then reused):
+    #                           the frozen backbone runs once per frame instead of twice per step
     # Loop --------------------------------------------------------------------------------------
     checkpoint_every: int = 500
     log_every: int = 10
@@ -189,6 +193,9 @@ class TrainConfig:
         check(0 <= self.color_jitter < 1, f"color_jitter must be in [0, 1), got {self.color_jitter}")
         check(self.scale_range is None or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 8),
               f"scale_range must be (low, high) with 0 < low <= high <= 8, got {self.scale_range}")
+        check(self.flow_source in ("learned", "dis"), f"flow_source {self.flow_source!r} is not 'learned' or "
+              "'dis' (codec motion vectors exist only between consecutive decoded frames, not for training pairs)")
+        check(self.cache is None or self.stage == "evss", "--cache is for the evss stage")
         check(self.init not in ("imagenet", "none") or self.stage == "backbone",
               f"--init {self.init} is for the backbone stage; other stages take an evss checkpoint")
         for name in ("crop_size", "synth_size"):
@@ -292,6 +299,8 @@ def resolve_model_config(config: TrainConfig) -> "EVSSConfig":
             raise ConfigError(f"model config {config.model} is for the {base.label_space} label space, "
                               f"the {config.data} data uses {space}")
     data = to_dict(base)
+    if config.stage == "evss":
+        data["flow_source"] = config.flow_source
     for key, value in model_overrides(config).items():
         node, parts = data, key.split(".")
         for i, part in enumerate(parts):
@@ -598,7 +607,7 @@ def build_source(config: TrainConfig) -> Any:
     return FolderSource(root)
 
 
-def build_dataset(config: TrainConfig, model_config: "EVSSConfig") -> Any:
+def build_dataset(config: TrainConfig, model_config: "EVSSConfig", cache: Any = None) -> Any:
     """The stage's map-style dataset (before :class:`ByPosition`)."""
     from evss.classes import LABEL_SPACES
     if config.stage == "flow":
@@ -612,6 +621,12 @@ def build_dataset(config: TrainConfig, model_config: "EVSSConfig") -> Any:
                               exclude=config.holdout)
     from evss.data.pairs import PairDataset
     from evss.data.transforms import pair_offsets
+    if cache is not None:
+        from evss.data.teacher_cache import CachedPairDataset
+        return CachedPairDataset(source, cache, thin_classes=LABEL_SPACES[model_config.label_space].thin,
+                                 crop_size=config.crop_size, flip=config.flip, seed=config.seed,
+                                 offsets=pair_offsets(official=config.offsets == "official"),
+                                 use_flow=config.flow_source != "learned")
     return PairDataset(source, thin_classes=LABEL_SPACES[model_config.label_space].thin,
                        crop_size=config.crop_size, flip=config.flip, seed=config.seed,
                        offsets=pair_offsets(official=config.offsets == "official"))
@@ -718,9 +733,13 @@ def evss_step_losses(model: "nn.Module", batch: dict[str, "torch.Tensor"], *, ne
     from evss.losses import evss_losses
     key, image = batch["key_image"], batch["image"]  # (N, 3, H, W) each
     size = (image.shape[-2], image.shape[-1])
-    out = model(key, image)
-    with torch.no_grad():
-        pseudo = up4(net.backbone(image), size).argmax(dim=1)  # (N, H, W) P^gt_i
+    # From the teacher cache when the batch has them: F^b_k, P^gt_i and an untrained source's flow.
+    out = model(key, image, key_logits=batch.get("key_logits"), flow=batch.get("flow"))
+    if "pseudo" in batch:
+        pseudo = batch["pseudo"]  # (N, H, W), 255 where the crop left the frame
+    else:
+        with torch.no_grad():
+            pseudo = up4(net.backbone(image), size).argmax(dim=1)  # (N, H, W) P^gt_i
     edge_t = batch["edge"]
     unlabelled = (batch["label"] == IGNORE_INDEX).flatten(1).all(dim=1)  # (N,)
     if bool(unlabelled.any()):
@@ -1294,14 +1313,39 @@ def train_evss(config: TrainConfig, rt: Runtime) -> TrainResult:
               "; the paper pretrains it first (evss train flow, then --flow-init)", file=sys.stderr)
     weights = loss_weights(config)
     thin = LABEL_SPACES[model_config.label_space].thin
+    if config.flow_source != "learned":
+        model.flow.requires_grad_(False)  # CoNet learns to correct this fixed flow source
+    cache = None
+    if config.cache:
+        cache = teacher_cache(config, model.backbone, rt)
+    elif config.flow_source != "learned":
+        raise ConfigError(f"--flow-source {config.flow_source} trains with cached flow: pass --cache DIR")
 
     def losses(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
         return evss_step_losses(module, batch, net=model, weights=weights, es_mask=config.es_mask,
                                 thin_classes=thin)
 
     # A zero-weighted loss is not computed, so some ablations leave parameters without gradients.
-    return fit(config, rt, Stage(model=model, trained=model, dataset=build_dataset(config, model_config),
+    return fit(config, rt, Stage(model=model, trained=model, dataset=build_dataset(config, model_config, cache),
                                  losses=losses, find_unused_parameters=True), model_config)
+
+
+def teacher_cache(config: TrainConfig, backbone: Any, rt: Runtime) -> Any:
+    """The teacher cache of the run's data in ``config.cache``: built (or finished) on rank 0, then opened."""
+    import torch.distributed as dist
+
+    from evss.data.teacher_cache import TeacherCache, backbone_fingerprint, build_teacher_cache
+    from evss.data.transforms import pair_offsets
+    flow_name = None if config.flow_source == "learned" else config.flow_source
+    if rt.is_main:
+        from evss.flow_sources import make_flow_source
+        flow = make_flow_source(flow_name) if flow_name else None
+        build_teacher_cache(build_source(config), backbone, config.cache, device=rt.device, flow=flow,
+                            flow_name=flow_name, offsets=pair_offsets(official=config.offsets == "official"),
+                            progress=config.progress)
+    if rt.distributed:
+        dist.barrier()
+    return TeacherCache(config.cache, fingerprint=backbone_fingerprint(backbone), flow_name=flow_name)
 
 
 STAGE_FUNCTIONS = {"backbone": train_backbone, "flow": train_flow, "evss": train_evss}
@@ -1387,6 +1431,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "or 'none' (random)")
     g.add_argument("--flow-init", default=None, metavar="CKPT",
                    help="evss stage: checkpoint holding the pretrained FlowNet")
+    g.add_argument("--flow", dest="flow_source", choices=("learned", "dis"), default=None,
+                   help="evss stage: train CoNet with this flow (learned: FlowNet trained jointly; dis: OpenCV DIS, "
+                   "cached); inference then uses it by default")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="evss stage: teacher cache (backbone logits and pseudo-labels per frame, DIS flow per "
+                   "pair); built with a progress bar if missing, finished if interrupted, refused if stale")
     g = parser.add_argument_group("data")
     g.add_argument("--data", choices=DATA_SOURCES, default=None, help="training data (default synthdrive)")
     g.add_argument("--data-root", default=None,

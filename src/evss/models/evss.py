@@ -69,11 +69,16 @@ class EVSSNet(nn.Module):
             self.flow.eval()
         return self
 
-    def forward(self, key_image: torch.Tensor, image: torch.Tensor) -> EVSSOutput:
-        with torch.no_grad():
-            key_logits = self.backbone(key_image)  # (N, C, h, w)
+    def forward(self, key_image: torch.Tensor, image: torch.Tensor, *, key_logits: torch.Tensor | None = None,
+                flow: torch.Tensor | None = None) -> EVSSOutput:
+        """``key_logits`` (the frozen backbone's F^b_k) and ``flow`` (an untrained flow source's
+        O_{i->k}) may come precomputed from the teacher cache; they are then not recomputed."""
+        if key_logits is None:
+            with torch.no_grad():
+                key_logits = self.backbone(key_image)  # (N, C, h, w)
         key_pred = key_logits.argmax(dim=1)  # (N, h, w)  P_k
-        flow = self.flow(key_image, image)  # (N, 2, h, w)
+        if flow is None:
+            flow = self.flow(key_image, image)  # (N, 2, h, w)
         warped = warp(key_logits, flow)  # (N, C, h, w)  Eq. (1)
         parts = rectify(correction=self.correction, distortion=self.distortion, image=image,
                         warped=warped, key_pred=key_pred)
