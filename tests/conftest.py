@@ -38,11 +38,17 @@ IN_CI = ci_from_env(os.environ)
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Every test starts with one torch thread: the tiny models gain nothing from more, and on a
-    shared machine a second spinning thread makes a test tens of times slower. (Training tests set
-    their own count through ``--threads``; this puts it back.)"""
+def one_thread_seeded():
+    """Every test starts with one torch thread and the same global seeds, whatever ran before it.
+
+    One thread: the tiny models gain nothing from more, and on a shared machine a second spinning
+    thread makes a test tens of times slower (training tests set their own count through
+    ``--threads``; this puts it back). Seeds: a test that draws from the global generators
+    (``torch.rand``) sees the same numbers alone, in a subset or in the whole suite.
+    """
     torch.set_num_threads(1)
+    torch.manual_seed(0)
+    np.random.seed(0)
     yield
 
 

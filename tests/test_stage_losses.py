@@ -28,8 +28,9 @@ def by_hand(net, batch) -> dict[str, torch.Tensor]:
     """Eq. (6)-(7) written out from the model's parts, without evss.losses or evss.train."""
     from evss.data.transforms import edge_target
     key, image = batch["key_image"], batch["image"]
+    cached = {k: batch[k] for k in ("key_logits", "flow") if k in batch}  # from a teacher cache
     with torch.no_grad():
-        out = net(key, image)
+        out = net(key, image, **cached)
         pseudo = up(net.backbone(image)).argmax(1)  # (N, H, W): P^gt_i from I_i
     f_w, f_m, f_u = up(out.warped_logits), up(out.merged_logits), up(out.updated_logits)  # (N, C, H, W)
     m_e = net.correction.edge_probability(up(out.edge_scores))[:, 0]  # (N, H, W)
@@ -90,22 +91,47 @@ def test_evss_step_losses_match_the_hand_computation(tiny_model, pair_batch):
     assert 0.05 < float((hand["m_f"] > 0.5).float().mean()) < 0.95  # L_es sees some pixels, not all
 
 
+def evss_stage(tiny_weights, tmp_path, monkeypatch, **over):
+    """The Stage that ``train_evss`` hands to ``fit`` for a small config with WEIGHTS as its lambdas."""
+    captured = {}
+    monkeypatch.setattr(train, "fit", lambda config, rt, stage, model_config: captured.setdefault("stage", stage))
+    config = train.TrainConfig(stage="evss", model="tiny", teacher=str(tiny_weights), out_dir=str(tmp_path / "run"),
+                               synth_clips=1, synth_frames=6, synth_size=(64, 128), crop_size=(64, 128),
+                               batch_size=2, progress=False, tensorboard=False, threads=1,
+                               lambda_warp=WEIGHTS.warp, lambda_semantic=WEIGHTS.semantic,
+                               lambda_edge=WEIGHTS.edge, lambda_edge_semantic=WEIGHTS.edge_semantic, **over)
+    train.train_evss(config, train.Runtime(device=torch.device("cpu")))
+    return captured["stage"]
+
+
 def test_the_evss_stage_wires_config_weights_teacher_and_terms(tiny_weights, tmp_path, monkeypatch, pair_batch):
     """``train_evss`` builds the stage from a TrainConfig: its loss function gives the hand-computed
     terms with the configured lambdas, and its backbone (the pseudo-labeller) is the teacher."""
     from evss.checkpoint import load_model
-    captured = {}
-    monkeypatch.setattr(train, "fit", lambda config, rt, stage, model_config: captured.setdefault("stage", stage))
-    config = train.TrainConfig(stage="evss", model="tiny", teacher=str(tiny_weights), out_dir=str(tmp_path),
-                               synth_clips=1, synth_frames=4, synth_size=(64, 128), crop_size=(64, 128),
-                               batch_size=2, progress=False, tensorboard=False, threads=1,
-                               lambda_warp=WEIGHTS.warp, lambda_semantic=WEIGHTS.semantic,
-                               lambda_edge=WEIGHTS.edge, lambda_edge_semantic=WEIGHTS.edge_semantic)
-    train.train_evss(config, train.Runtime(device=torch.device("cpu")))
-    stage = captured["stage"]
+    stage = evss_stage(tiny_weights, tmp_path, monkeypatch)
     model = stage.model.eval()
     teacher, _ = load_model(tiny_weights)
     for k, v in teacher.backbone.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[k], v), k
     got = stage.losses(model, pair_batch)
     check(got, by_hand(model, pair_batch), WEIGHTS)
+
+
+def test_the_cached_evss_stage_takes_the_pseudo_label_of_i_i(tiny_weights, tmp_path, monkeypatch):
+    """With a teacher cache the batch carries P^gt and F^b_k: P^gt is the backbone's on I_i (not I_k),
+    F^b_k the backbone's on I_k (to float16), and the losses are the hand-computed ones."""
+    stage = evss_stage(tiny_weights, tmp_path, monkeypatch, cache=str(tmp_path / "cache"), flip=False)
+    model = stage.model.eval()
+    items = [stage.dataset[i] for i in range(len(stage.dataset))]
+    items = [it for it in items if it["offset"] >= 2][:2]  # pairs far enough apart to differ
+    assert len(items) == 2
+    batch = train.collate(items)
+    with torch.no_grad():  # frame by frame, as the cache computes them
+        key_logits = torch.cat([model.backbone(k[None]) for k in batch["key_image"]])  # (2, C, 16, 32)
+        pseudo = torch.cat([up(model.backbone(i[None])).argmax(1) for i in batch["image"]])  # (2, 64, 128)
+        key_pseudo = up(key_logits).argmax(1)
+    assert (batch["pseudo"].long() != pseudo).float().mean() < 1e-3  # float rounding may flip a near-tie
+    assert (key_pseudo != pseudo).float().mean() > 0.05
+    assert torch.allclose(batch["key_logits"], key_logits, rtol=2e-3, atol=2e-3 * float(key_logits.abs().max()))
+    got = stage.losses(model, batch)
+    check(got, by_hand(model, batch), WEIGHTS)

@@ -23,7 +23,7 @@ CONFIGS = ROOT / "configs"
 
 # Small runs: in-memory SynthDrive clips of 64x128 (2 clips x 8 frames), the tiny preset.
 TINY = dict(model="tiny", data="synthdrive", synth_clips=2, synth_frames=8, synth_size=(64, 128),
-            crop_size=(64, 128), batch_size=2, progress=False, tensorboard=False, threads=2)
+            crop_size=(64, 128), batch_size=2, progress=False, tensorboard=False, threads=1)
 
 
 def tiny(stage: str, out: Path, **over) -> TrainConfig:

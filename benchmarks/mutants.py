@@ -1,0 +1,269 @@
+"""Mutation check: plant plausible bugs one at a time in a copy of the project and run its tests.
+
+    python benchmarks/mutants.py            # every mutant; exit 1 if any survives or does not apply
+    python benchmarks/mutants.py -k warp    # only the mutants whose name contains "warp"
+    python benchmarks/mutants.py --list     # the mutants, without running anything
+
+The project (src, tests, configs, pyproject.toml, ...) is copied to a temporary folder next to a
+link to ../shared, so the copy's tests find the same reference data. Each mutant is a list of
+textual edits of one file; each edit's old text must occur exactly once in the pristine file (else
+the mutant is reported as "does not apply" and the check fails: the code moved and the list needs
+updating). For each mutant, the test files most likely to catch it run first; only if they all pass
+does the whole suite run (``python -m pytest -x -q``). The copy's ``src`` is first on PYTHONPATH, ahead
+of the editable install, and the script checks that ``evss`` is imported from the copy. Before any
+mutant, those test files must pass on the unmutated copy.
+
+Output: one row per mutant with "caught" (and the first failing test) or "survived", and the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("src", "tests", "configs", "recipes", "pyproject.toml", "README.md", "setup.cfg", "setup.py")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str  # what the bug is, as a reviewer would say it
+    file: str  # relative to the project root
+    edits: tuple[tuple[str, str], ...]  # (old text, new text), each old text exactly once in the file
+    tests: tuple[str, ...] = field(default=())  # test files most likely to catch it, run first
+
+
+M = Mutant
+MUTANTS: tuple[Mutant, ...] = (
+    # ---- Algorithm 1 in the streaming segmenter ------------------------------------------------------
+    M("non-keyframes propagate the keyframe's features, not the warped ones (Alg. 1 line 18)",
+      "src/evss/segmenter.py", (("self._feat, self._image = warped, image", "self._image = image"),),
+      ("tests/test_segmenter.py",)),
+    M("P_k <- P_i never updated (Alg. 1 line 19)", "src/evss/segmenter.py",
+      (('        if self.config.coarse_reference == "previous":\n            self._pred = pred\n', ""),),
+      ("tests/test_segmenter.py",)),
+    M("I_k <- I_i never updated (Alg. 1 line 20)", "src/evss/segmenter.py",
+      (("self._feat, self._image = warped, image", "self._feat = warped"),), ("tests/test_segmenter.py",)),
+    M("fusion skipped: the warped features are the output", "src/evss/segmenter.py",
+      (('merged = parts["merged_logits"]', "merged = warped"),), ("tests/test_segmenter.py",)),
+    M("keyframe interval off by one (since_key > interval)", "src/evss/segmenter.py",
+      (("return since_key >= self.interval", "return since_key > self.interval"),), ("tests/test_segmenter.py",)),
+    M("warped labels reported as the final labels (CL = 0 in the segmenter)", "src/evss/segmenter.py",
+      (("res.warped_labels = self._labels(warped)\n", "res.warped_labels = labels\n"),),
+      ("tests/test_segmenter.py", "tests/test_evaluate.py")),
+    # ---- warp and distortion maps (Eqs. 1, 3-5) -------------------------------------------------------
+    M("flipped warp direction (pos = grid - flow)", "src/evss/models/warp.py",
+      (("+ flow  # (N, 2, H, W)", "- flow  # (N, 2, H, W)"),), ("tests/models/test_warp.py", "tests/test_segmenter.py")),
+    M("Eq. 4 with w_f and 1 - w_f swapped", "src/evss/models/distortion.py",
+      (("return config.w_f * coarse + (1.0 - config.w_f) * edge", "return (1.0 - config.w_f) * coarse + config.w_f * edge"),),
+      ("tests/models/test_distortion.py",)),
+    M("Eq. 3 inverted: coarse map marks the unchanged labels", "src/evss/models/distortion.py",
+      (("(warped_logits.argmax(dim=1) != key_pred)", "(warped_logits.argmax(dim=1) == key_pred)"),),
+      ("tests/models/test_distortion.py", "tests/test_segmenter.py")),
+    M("Eq. 5 with M^f and 1 - M^f swapped", "src/evss/models/distortion.py",
+      (("return (1.0 - fine) * warped + fine * updated", "return fine * warped + (1.0 - fine) * updated"),),
+      ("tests/models/test_distortion.py", "tests/test_segmenter.py")),
+    # ---- evaluation (Eqs. 8, 9) -----------------------------------------------------------------------
+    M("TC (Eq. 8) warps the previous prediction by the negated flow", "src/evss/evaluate.py",
+      (("warped_prev = warp_labels(prev, flow)", "warped_prev = warp_labels(prev, -flow)"),),
+      ("tests/test_evaluate.py",)),
+    M("TC (Eq. 8) ignores the valid mask", "src/evss/evaluate.py",
+      (("if valid is not None:  # pixels with no true correspondence", "if False:  # pixels with no true correspondence"),),
+      ("tests/test_evaluate.py",)),
+    M("corrected labels (Eq. 9) always 0 in the evaluation", "src/evss/evaluate.py",
+      (("cl[m.name][d].append(corrected_labels(r.warped_labels, r.labels))", "cl[m.name][d].append(0.0)"),),
+      ("tests/test_evaluate.py",)),
+    M("interval protocol: keyframe d - 1 frames before the scored frame", "src/evss/evaluate.py",
+      (("runs[t - d].append((t, d))", "runs[t - d + 1].append((t, d))"),), ("tests/test_evaluate.py",)),
+    M("mIoU counts absent classes as 0", "src/evss/metrics.py",
+      (("return float(np.nanmean(iou)) if np.isfinite(iou).any()", "return float(np.mean(np.nan_to_num(iou))) if np.isfinite(iou).any()"),),
+      ("tests/test_metrics.py",)),
+    # ---- losses and the EVSS training stage (Eqs. 6, 7) -------------------------------------------------
+    M("a loss term (L_es) left out of the total", "src/evss/losses.py",
+      (('("edge", weights.edge), ("edge_semantic", weights.edge_semantic)):', '("edge", weights.edge)):'),),
+      ("tests/test_losses.py", "tests/test_stage_losses.py")),
+    M("L_es silently skipped for any weight below 1", "src/evss/losses.py",
+      (("if weights.edge_semantic > 0:", "if weights.edge_semantic > 1:"),),
+      ("tests/test_losses.py", "tests/test_stage_losses.py")),
+    M("L_e class weights swapped (w_pos = N_pos / N)", "src/evss/losses.py",
+      (("w_pos, w_neg = n_neg / n, n_pos / n", "w_pos, w_neg = n_pos / n, n_neg / n"),),
+      ("tests/test_losses.py", "tests/test_stage_losses.py")),
+    M("Eq. 7 mask inverted (M^f < 0.5)", "src/evss/losses.py",
+      (("target = torch.where(m > 0.5, pseudo_label,", "target = torch.where(m < 0.5, pseudo_label,"),),
+      ("tests/test_losses.py", "tests/test_stage_losses.py")),
+    M("EVSS-stage pseudo-label taken from I_k instead of I_i", "src/evss/train.py",
+      (("pseudo = up4(net.backbone(image), size)", "pseudo = up4(net.backbone(key), size)"),),
+      ("tests/test_stage_losses.py",)),
+    M("teacher cache: pseudo-label of I_k instead of I_i", "src/evss/data/teacher_cache.py",
+      (('maps["pseudo"][t]', 'maps["pseudo"][t - d]'),), ("tests/test_stage_losses.py",)),
+    M("teacher cache: keyframe features of I_i instead of I_k", "src/evss/data/teacher_cache.py",
+      (('maps["logits"][t - d]', 'maps["logits"][t]'),), ("tests/test_stage_losses.py",)),
+    M("L_s given F^u and L_es given F^m (terms swapped)", "src/evss/train.py",
+      (("merged_logits=up4(out.merged_logits, size)", "merged_logits=up4(out.updated_logits, size)"),
+       ("updated_logits=up4(out.updated_logits, size)", "updated_logits=up4(out.merged_logits, size)")),
+      ("tests/test_stage_losses.py",)),
+    M("edge-semantics weight silently zero in the EVSS stage", "src/evss/train.py",
+      (("    weights = loss_weights(config)\n",
+        "    weights = dataclasses.replace(loss_weights(config), edge_semantic=0.0)\n"),),
+      ("tests/test_stage_losses.py",)),
+    M("edge-semantics lambda dropped when the config is read", "src/evss/train.py",
+      (('edge_semantic=values["lambda_edge_semantic"])', "edge_semantic=0.0)"),),
+      ("tests/test_stage_losses.py", "tests/test_train.py")),
+    # ---- checkpoints and resuming ---------------------------------------------------------------------
+    M("model checkpoints written in place instead of temp-and-rename", "src/evss/checkpoint.py",
+      (("atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))",
+        "save_file(state, str(path), metadata=meta)"),), ("tests/test_checkpoint.py",)),
+    M("atomic_write writes to the final path", "src/evss/checkpoint.py",
+      (("        write(Path(tmp))\n", "        write(path)\n"),), ("tests/test_checkpoint.py",)),
+    M("atomic_write leaves its temporary behind when interrupted", "src/evss/checkpoint.py",
+      (("    except BaseException:\n        Path(tmp).unlink(missing_ok=True)\n        raise\n",
+        "    except BaseException:\n        raise\n"),), ("tests/test_checkpoint.py",)),
+    M("training state written in place instead of temp-and-rename", "src/evss/train.py",
+      (("atomic_write(out_dir / STATE_FILE, lambda tmp: torch.save(state, str(tmp)))",
+        "torch.save(state, str(out_dir / STATE_FILE))"),), ("tests/test_checkpoint.py",)),
+    M("optimizer state skipped on resume", "src/evss/train.py",
+      (('        optimizer.load_state_dict(state["optimizer"])\n', ""),), ("tests/test_train.py",)),
+    M("scheduler state skipped on resume", "src/evss/train.py",
+      (('        scheduler.load_state_dict(state["scheduler"])\n', ""),), ("tests/test_train.py",)),
+)
+
+
+def copy_project(dest: Path) -> Path:
+    """dest/evss (the project) beside dest/shared (a link to ../shared when it exists)."""
+    work = dest / "evss"
+    work.mkdir()
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=IGNORED, symlinks=True)
+        elif src.is_file():
+            shutil.copy2(src, work / name)
+    shared = ROOT.parent / "shared"
+    if shared.exists():
+        (dest / "shared").symlink_to(shared, target_is_directory=True)
+    return work
+
+
+def environment(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(work / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def check_import(work: Path, env: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-c", "import evss; print(evss.__file__)"], cwd=work, env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(out).resolve().is_relative_to((work / "src").resolve()):
+        raise SystemExit(f"mutants: evss is imported from {out}, not from the copy in {work / 'src'}")
+
+
+FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
+
+
+def run_tests(work: Path, env: dict[str, str], targets: list[str], timeout: float) -> tuple[bool, str]:
+    """(passed, first failing test or a reason) for ``python -m pytest -x -q [targets]`` in the copy."""
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *targets]
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"timeout after {timeout:.0f} s"
+    if proc.returncode == 0:
+        return True, ""
+    hit = FAILED.search(proc.stdout)
+    if hit:
+        return False, hit.group(1)
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    return False, f"pytest exit {proc.returncode}: {' | '.join(tail)}"
+
+
+def apply(text: str, mutant: Mutant) -> str:
+    for old, new in mutant.edits:
+        count = text.count(old)
+        if count != 1:
+            raise ValueError(f"old text found {count} times: {old.strip()[:60]!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", dest="select", default="", help="only mutants whose name contains this text")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--full", action="store_true", help="always run the whole suite (skip the likely files)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (default 1800)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    args = parser.parse_args(argv)
+    mutants = [m for m in MUTANTS if args.select.lower() in m.name.lower()]
+    if args.list:
+        for m in mutants:
+            print(f"{m.name}  [{m.file}; first: {', '.join(m.tests) or 'the suite'}]")
+        return 0
+    if not mutants:
+        print(f"mutants: no mutant matches {args.select!r}", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="evss-mutants-"))
+    t_start = time.perf_counter()
+    try:
+        work = copy_project(tmp)
+        env = environment(work)
+        check_import(work, env)
+        print(f"mutants: {len(mutants)} mutants, project copied to {work}", flush=True)
+        likely = sorted({t for m in mutants for t in m.tests if (work / t).exists()})
+        if likely and not args.full:
+            ok, why = run_tests(work, env, likely, args.timeout)
+            if not ok:
+                print(f"mutants: the unmutated copy fails its tests ({why}); fix that first", file=sys.stderr)
+                return 2
+        rows = []
+        for m in mutants:
+            path = work / m.file
+            pristine = path.read_text()
+            t0 = time.perf_counter()
+            try:
+                path.write_text(apply(pristine, m))
+            except ValueError as exc:
+                rows.append((m.name, "does not apply", str(exc), 0.0))
+                print(f"  {m.name}: does not apply ({exc})", flush=True)
+                continue
+            try:
+                caught, by = False, ""
+                first = [t for t in m.tests if (work / t).exists()]
+                if first and not args.full:
+                    ok, why = run_tests(work, env, first, args.timeout)
+                    caught, by = not ok, why
+                if not caught:
+                    ok, why = run_tests(work, env, [], args.timeout)
+                    caught, by = not ok, why
+            finally:
+                path.write_text(pristine)
+            seconds = time.perf_counter() - t0
+            rows.append((m.name, "caught" if caught else "SURVIVED", by, seconds))
+            print(f"  {m.name}: {'caught by ' + by if caught else 'SURVIVED'} ({seconds:.0f} s)", flush=True)
+    finally:
+        if args.keep:
+            print(f"mutants: kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'mutant':<{width}}  {'result':<14}  {'seconds':>7}  caught by")
+    for name, result, by, seconds in rows:
+        print(f"{name:<{width}}  {result:<14}  {seconds:7.0f}  {by}")
+    bad = [r for r in rows if r[1] != "caught"]
+    print(f"\n{len(rows) - len(bad)} of {len(rows)} caught in {time.perf_counter() - t_start:.0f} s"
+          + (f"; {len(bad)} not caught" if bad else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
