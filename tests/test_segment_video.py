@@ -175,3 +175,27 @@ def test_bad_inputs_are_one_line_errors(tmp_path, weights, capsys):
     assert segment(src, "-o", tmp_path / "o.mp4", "--weights", weights, "--half", "--device", "cpu") == 2
     assert "--half needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_saved_labels_are_the_streaming_segmenters(tmp_path, weights):
+    """Lossless frames in, --save-labels out: the label maps of Algorithm 1 with the chosen interval,
+    frame for frame (not per-frame segmentation, not a segmenter reset between frames)."""
+    import cv2
+    from PIL import Image
+
+    from evss.checkpoint import load_model
+    from evss.segmenter import SegmenterConfig, VideoSegmenter
+    frames = clip(7, 64, 96)
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(d / f"{i}.png"), f[:, :, ::-1])
+    labels = tmp_path / "labels"
+    assert segment(d, "-o", tmp_path / "out.mp4", "--weights", weights, "--keyframe-interval", 3,
+                   "--save-labels", labels) == 0
+    model, _ = load_model(weights)
+    want = [r.labels for r in VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=3)).segment(frames)]
+    per_frame = [r.labels for r in VideoSegmenter(model, config=SegmenterConfig(mode="per_frame")).segment(frames)]
+    got = [np.asarray(Image.open(p)) for p in sorted(labels.iterdir())]
+    assert len(got) == 7 and all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert any((w != p).mean() > 0.05 for w, p in zip(want, per_frame))  # propagation shows in the labels
