@@ -91,7 +91,8 @@ def preset(name: str, *, num_classes: int | None = None, label_space: str | None
     return EVSSConfig(
         name=name, num_classes=c, label_space=space,
         backbone=backbone,
-        flow=FlowConfig(width=width),
+        # centred FlowNet input for the presets trained here; paper/official keep the authors' [0, 1]
+        flow=FlowConfig(width=width, input_offset=0.0 if name in ("paper", "official") else 0.5),
         correction=CoNetConfig(num_classes=c, width=width, variant=variant),
         distortion=DistortionConfig(w_f=w_f))
 

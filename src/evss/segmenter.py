@@ -26,6 +26,7 @@ from evss.models.backbone import prepare_inference
 from evss.models.distortion import coarse_map, fine_map, fuse
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
+from evss.models.upsample import labels_from_quarter
 from evss.models.warp import warp
 
 MODES = ("evss", "warp_only", "per_frame")
@@ -42,6 +43,9 @@ class SegmenterConfig:
     # "quarter": fuse at the 1/4 grid and upsample the merged logits (Sec. III); "full": upsample
     # every part first and fuse at full resolution, as the authors' test script does.
     merge_resolution: str = "quarter"
+    # "fast": argmax on the 1/4 grid, exact interpolation only where neighbours disagree (the same
+    # labels up to float ties, evss.models.upsample); "exact": upsample every channel, then argmax.
+    labels: str = "fast"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -52,6 +56,8 @@ class SegmenterConfig:
             raise EvssError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
         if self.coarse_reference not in ("previous", "keyframe"):
             raise EvssError(f"coarse_reference {self.coarse_reference!r} is not 'previous' or 'keyframe'")
+        if self.labels not in ("fast", "exact"):
+            raise EvssError(f"labels {self.labels!r} is not 'fast' or 'exact'")
         if self.merge_resolution not in ("quarter", "full"):
             raise EvssError(f"merge_resolution {self.merge_resolution!r} is not 'quarter' or 'full'")
 
@@ -154,7 +160,8 @@ class VideoSegmenter:
         return up[:, :, :h, :w]
 
     def _labels(self, logits: torch.Tensor) -> np.ndarray:
-        return self._upsample(logits).argmax(dim=1)[0].to(torch.uint8).cpu().numpy()  # (H, W)
+        """Lines 16-17: class ids (H, W) uint8 at input resolution."""
+        return labels_from_quarter(logits, self._size, exact=self.config.labels == "exact").cpu().numpy()
 
     def _map(self, m: torch.Tensor) -> np.ndarray:
         return self._upsample(m)[0, 0].clamp(0, 1).float().cpu().numpy()  # (H, W)
@@ -227,9 +234,11 @@ class VideoSegmenter:
         self._feat, self._image = warped, image
         if self.config.coarse_reference == "previous":
             self._pred = pred
-        fine_q = maps["fine"]
-        res = FrameResult(index=self._index, labels=labels, is_keyframe=False, seconds=0.0,
-                          fine_mean=float(fine_q.mean()), fine_share=float((fine_q > 0.5).float().mean()))
+        res = FrameResult(index=self._index, labels=labels, is_keyframe=False, seconds=0.0)
+        if self.return_maps or not isinstance(self.policy, FixedInterval):
+            # two host syncs: only for a policy that reads them (adaptive keyframes) or on request
+            fine_q = maps["fine"]
+            res.fine_mean, res.fine_share = float(fine_q.mean()), float((fine_q > 0.5).float().mean())
         if self.return_maps:
             res.maps = full_maps or {k: self._map(m) for k, m in maps.items()}
             res.warped_labels = self._labels(warped)

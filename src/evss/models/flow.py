@@ -35,6 +35,11 @@ class FlowEstimator(Protocol):
 @dataclass(frozen=True)
 class FlowConfig:
     width: float = 1.0  # 1.0 = the authors' FlowNet (24..384 channels)
+    # Subtracted from both frames before the first conv. The authors feed [0, 1] as it is (0.0,
+    # kept for their checkpoints); with no normalisation anywhere in FlowNet, that leaves a
+    # from-scratch FlowNet on the zero-flow plateau (1,500 steps learned nothing: EPE = zero flow),
+    # while centred input leaves it within a few hundred steps (tests/models/test_flow.py).
+    input_offset: float = 0.0
 
 
 def _crop_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -45,9 +50,10 @@ def _crop_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
 class FlowNet(nn.Module):
     """FlowNet-S: frames (N, 3, H, W) x 2 in [0, 1], no normalisation -> flow (N, 2, H/4, W/4)."""
 
-    def __init__(self, *, width: float = 1.0) -> None:
+    def __init__(self, *, width: float = 1.0, input_offset: float = 0.0) -> None:
         super().__init__()
-        self.config = FlowConfig(width=width)
+        self.config = FlowConfig(width=width, input_offset=input_offset)
+        self.input_offset = input_offset
         c1, c2, c3, c4, c6 = (scaled(n, width) for n in (24, 48, 96, 192, 384))
 
         def enc(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
@@ -77,12 +83,14 @@ class FlowNet(nn.Module):
 
     @classmethod
     def from_config(cls, config: FlowConfig) -> "FlowNet":
-        return cls(width=config.width)
+        return cls(width=config.width, input_offset=config.input_offset)
 
     def forward(self, reference: torch.Tensor, current: torch.Tensor, *,
                 return_pyramid: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         # The authors feed the current (later) frame first: cat[I_i, I_k] (reference §11).
         x = torch.cat([current, reference], dim=1)  # (N, 6, H, W)
+        if self.input_offset:
+            x = x - self.input_offset
         c2 = self.conv2(self.conv1(x))  # (N, c2, H/4, W/4)
         c3 = self.conv3_1(self.conv3(c2))  # (N, c3, H/8, W/8)
         c4 = self.conv4_1(self.conv4(c3))  # (N, c4, H/16, W/16)
