@@ -245,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
 
     from evss.classes import LABEL_SPACES
     from evss.data.video import (
+        BackgroundWriter,
         PartialFolder,
         VideoWriter,
         numbered_pngs,
@@ -337,13 +338,21 @@ def run(args: argparse.Namespace) -> int:
             raise EvssError(f"cannot write the outputs: {exc}") from None
         raise
 
-    def emit(index: int, pts: int | None, image, result) -> None:
-        """Write one output frame: the video frame, its label PNG and its maps."""
+    def write(item) -> None:
+        """Render and write one output frame (the video frame, its label PNG, its maps): runs in
+        the encoder thread, so encoding overlaps with the model."""
+        index, pts, frame_image, result = item
+        image = render(frame_image, result.labels, layout=args.layout, label_space=space.name, alpha=args.alpha)
         writer.write(image, pts)
         if labels is not None:
             write_label_png(labels.path / f"{index:06d}.png", result.labels, space.palette)
         if maps is not None:
             maps.write(index, result.maps, pts)
+
+    encoder = BackgroundWriter(write, depth=4)
+
+    def emit(index: int, pts: int | None, frame_image, result) -> None:
+        encoder.put((index, pts, frame_image, result))
 
     stats = _Stats()
     no_vectors = 0
@@ -380,12 +389,11 @@ def run(args: argparse.Namespace) -> int:
                     mv.feed(frame.motion)
                     no_vectors += frame.index > 0 and frame.motion_kind != "vectors"
                 r = seg.step(frame.image)
-                image = render(frame.image, r.labels, layout=args.layout, label_space=space.name, alpha=args.alpha)
                 for index, wait_pts in waiting:  # undecodable leading frames take the first good output
-                    emit(index, wait_pts, image, r)
+                    emit(index, wait_pts, frame.image, r)
                 waiting.clear()
-                emit(frame.index, pts, image, r)
-                last = (image, r)
+                emit(frame.index, pts, frame.image, r)
+                last = (frame.image, r)
                 stats.add(r.is_keyframe, r.redone, r.seconds)
                 bar.update(1)
                 bar.set_postfix(keyframes=stats.keyframes, refresh=False)
@@ -402,10 +410,19 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         frames.close()
         reader.close()
-        wall = time.perf_counter() - t0
         keep = ok or interrupted  # an error leaves no half-written output under the final name
         try:
-            writer.close()
+            try:
+                encoder.close()  # the frames still queued are written (or the writer's error raised)
+            except OSError as exc:
+                keep = False
+                raise EvssError(f"stopped after {stats.frames + len(bad)} frames: {exc}") from None
+            except BaseException:
+                keep = False
+                raise
+            finally:
+                wall = time.perf_counter() - t0
+                writer.close()
         finally:
             written = writer.frames_written
             keep = keep and written > 0

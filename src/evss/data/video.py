@@ -556,6 +556,50 @@ def prefetch(items: Iterable, depth: int = 4) -> Iterator:
             thread.join(timeout=0.05)
 
 
+class BackgroundWriter:
+    """Run ``write(item)`` for each ``put(item)`` in one background thread, in order, at most
+    ``depth`` items behind: encoding overlaps with the model while memory stays bounded.
+
+    An exception raised by ``write`` is re-raised in the caller by the next ``put`` or by
+    ``close``; after it, the remaining items are dropped. ``close`` waits for the queue to drain.
+    """
+
+    def __init__(self, write, depth: int = 4) -> None:
+        self._write = write
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._done = object()
+        self._thread = threading.Thread(target=self._run, name="evss-encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is self._done:
+                return
+            if self._error is None:
+                try:
+                    self._write(item)
+                except BaseException as exc:  # handed to the caller
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def put(self, item) -> None:
+        self._raise()
+        self._q.put(item)
+
+    def close(self) -> None:
+        """Wait until every item is written; re-raise the first error of the writer."""
+        if self._thread.is_alive():
+            self._q.put(self._done)
+            self._thread.join()
+        self._raise()
+
+
 # ---- writing ---------------------------------------------------------------------------------
 
 @dataclass
