@@ -91,8 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", default=None,
                    help=f"built-in name, evss checkpoint or the authors' .pth (default {DEFAULT_WEIGHTS})")
     m.add_argument("--keyframe-interval", type=int, default=5, help="a keyframe every N frames (default 5)")
-    m.add_argument("--flow", choices=FLOW_SOURCES, default="learned",
-                   help="flow source: the learned FlowNet, OpenCV DIS, or the video's motion vectors (mv)")
+    m.add_argument("--flow", choices=FLOW_SOURCES, default=None,
+                   help="flow source: the learned FlowNet, OpenCV DIS, or the video's motion vectors (mv); "
+                        "default: the one the weights' CoNet was trained with (their config's flow_source)")
     m.add_argument("--adaptive", action="store_true",
                    help="start keyframes when the fine distortion map says propagation degraded; "
                         "--keyframe-interval is then unused and --max-interval bounds the gap")
@@ -284,6 +285,11 @@ def run(args: argparse.Namespace) -> int:
                         on_error=args.on_error)
     try:
         model, config, described, _ = load_weights(args.weights, notice=notice)
+        flow_name = args.flow or config.flow_source  # the weights' own flow source unless told otherwise
+        if flow_name == "mv" and args.flow is None:  # the reader must export the vectors: open it again
+            reader.close()
+            reader = open_video(args.input, max_size=args.max_size, motion_vectors=True, fps=args.fps,
+                                on_error=args.on_error)
     except BaseException:
         reader.close()
         raise
@@ -301,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
                f"replicated pixel row/column (label PNGs keep {info.width}x{info.height}; --pix-fmt yuv444p keeps it "
                "exact)")
 
-    flow_source = make_flow_source(args.flow, model)
+    flow_source = make_flow_source(flow_name, model)
     mv = flow_source if isinstance(flow_source, MVFlow) else None
     policy = None
     if args.adaptive:
@@ -314,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     schedule = (f"adaptive (max {args.max_interval}, share {args.share}, residual {args.residual})" if args.adaptive
                 else f"keyframe interval {args.keyframe_interval}")
     notice(f"evss segment: {info.describe()}")
-    notice(f"  model {described} ({config.name}, {config.num_classes} classes), {schedule}, flow {args.flow}, "
+    notice(f"  model {described} ({config.name}, {config.num_classes} classes), {schedule}, flow {flow_name}, "
            f"device {device}{' fp16' if args.half else ''}, threads {torch.get_num_threads()}")
 
     tmp = partial_path(out)

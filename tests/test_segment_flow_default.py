@@ -1,0 +1,27 @@
+"""`evss segment` runs with the flow source the weights' CoNet was trained with, unless told otherwise."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+
+from evss.checkpoint import load_model, save_model
+from evss.cli import main
+
+
+def test_the_checkpoints_flow_source_is_the_default(tmp_path, tiny_weights, capsys):
+    model, config = load_model(tiny_weights)
+    dis = save_model(tmp_path / "dis.safetensors", model, dataclasses.replace(config, flow_source="dis"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(frames / f"{i:03d}.png")
+    assert main(["segment", str(frames), "-o", str(tmp_path / "a.mp4"), "--weights", str(dis)]) == 0
+    assert "flow dis," in capsys.readouterr().err
+    assert main(["segment", str(frames), "-o", str(tmp_path / "b.mp4"), "--weights", str(dis), "--flow", "learned"]) == 0
+    assert "flow learned," in capsys.readouterr().err
+    assert main(["segment", str(frames), "-o", str(tmp_path / "c.mp4"), "--weights", str(tiny_weights)]) == 0
+    assert "flow learned," in capsys.readouterr().err  # older checkpoints: the learned FlowNet
