@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The EVSS stage of the built-in `camvid` weights: CoNet trained with the flow it is used with
+# (OpenCV DIS), against the frozen lite0 keyframe network (recipes/train_camvid_lite0.sh), on real
+# footage without labels: the teacher's pseudo-labels (Sec. III-E) on the two dash-cam clips.
+# The teacher cache (backbone logits, pseudo-labels, DIS flow per pair) is built first, with a
+# progress bar, and reused; a step then runs only CoNet.
+#
+#   recipes/train_camvid_evss_dis.sh TEACHER.safetensors [OUT] [CACHE]   # resumable: run it again
+set -euo pipefail
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+TEACHER=${1:?usage: $0 TEACHER.safetensors [OUT] [CACHE]}
+OUT=${2:-runs/camvid_evss_dis}
+CACHE=${3:-runs/cache_dashcam_dis}
+VIDEOS=${VIDEOS:-../shared/data/video}
+resume=()
+[ -f "$OUT/last.state.pt" ] && resume=(--resume)
+exec evss train evss --model lite0 --teacher "$TEACHER" --flow dis --cache "$CACHE" \
+  --data videos --data-root "$VIDEOS" --video-max-size 640 --crop 256x448 \
+  --batch-size 8 --steps "${STEPS:-5000}" --lr 3e-4 --min-lr 1e-6 --checkpoint-every 250 \
+  --seed 0 --device "${DEVICE:-auto}" --threads "${THREADS:-2}" --out "$OUT" "${resume[@]}" "${@:4}"
