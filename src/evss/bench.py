@@ -2,8 +2,9 @@
 
     evss bench --size 512x1024 --threads 2 --keyframe-interval 5 --flow learned dis mv --json bench.json
 
-Parts (median of ``--runs`` after ``--warmup``, batch 1, no grad): the keyframe (backbone, x4
-upsample, argmax), each flow source, warp, CoNet, distortion maps + fusion + upsample. Streams: a
+Parts (median of ``--runs`` after ``--warmup``, batch 1, no grad): the keyframe (backbone + labels),
+the backbone alone, the labels (the fast path the segmenter uses and the exact x4-upsample-argmax),
+each flow source, warp, CoNet, distortion maps + fusion on the 1/4 grid. Streams: a
 SynthDrive clip of ``--frames`` frames through ``VideoSegmenter``, per-frame mode and EVSS at the
 keyframe interval with each flow source, timing every frame as the segmenter does (model and
 fusion, not decoding); the streams take turns ``--repeats`` times, and the medians of keyframe and
@@ -125,6 +126,7 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
     from evss.data.video import write_video_frames
     from evss.flow_sources import MVFlow, make_flow_source
     from evss.models.distortion import coarse_map, fine_map, fuse
+    from evss.models.upsample import labels_from_quarter
     from evss.models.warp import warp
     from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
 
@@ -147,8 +149,13 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
     parts = result["parts_ms"]
     with torch.inference_mode():
         feat = model.backbone(key)  # (1, C, h, w)
-        parts["keyframe"] = timed(lambda: F.interpolate(model.backbone(key), scale_factor=4, mode="bilinear")
-                                  .argmax(1), runs=runs, warmup=warmup, device=device)
+        size = (h, w)
+        parts["keyframe"] = timed(lambda: labels_from_quarter(model.backbone(key), size), runs=runs, warmup=warmup,
+                                  device=device)  # backbone + labels: what a keyframe costs the segmenter
+        parts["backbone"] = timed(lambda: model.backbone(key), runs=runs, warmup=warmup, device=device)
+        parts["labels_fast"] = timed(lambda: labels_from_quarter(feat, size), runs=runs, warmup=warmup, device=device)
+        parts["labels_exact"] = timed(lambda: labels_from_quarter(feat, size, exact=True), runs=runs, warmup=warmup,
+                                      device=device)
         sources = {}
         for name in flows:
             src = make_flow_source(name, model)
@@ -163,9 +170,9 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
         parts["warp"] = timed(lambda: warp(feat, flow), runs=runs, warmup=warmup, device=device)
         parts["conet"] = timed(lambda: model.correction(cur, warped), runs=runs, warmup=warmup, device=device)
 
-        def fusion():
+        def fusion():  # Eqs. (3)-(5) on the 1/4 grid, as the segmenter does (labels are timed apart)
             m = fine_map(coarse_map(warped, pred), model.correction.edge_probability(edge), model.distortion)
-            return F.interpolate(fuse(warped, upd, m, model.distortion), scale_factor=4, mode="bilinear").argmax(1)
+            return fuse(warped, upd, m, model.distortion)
 
         parts["fusion"] = timed(fusion, runs=runs, warmup=warmup, device=device)
 
