@@ -145,8 +145,8 @@ def test_undecodable_frame_stops_or_is_skipped_keeping_the_frame_count(tmp_path,
     frames = smooth(10)
     bad = damage_packet(intra_video(tmp_path / "bad.avi", frames), 4)
     out = tmp_path / "o.mp4"
-    fails(capsys, ["segment", bad, "-o", out, "--weights", weights, "--save-labels", tmp_path / "labels"],
-          "bad.avi: frame 4 cannot be decoded", "--on-error skip")
+    fails(capsys, ["segment", bad, "-o", out, "--weights", weights, "--save-labels", tmp_path / "labels",
+                   "--on-error", "stop"], "bad.avi: frame 4 at 0.16 s cannot be decoded", "--on-error skip")
     assert not out.exists() and not (tmp_path / "labels").exists()  # nothing half-written is left
     err = segment(capsys, bad, "-o", out, "--weights", weights, "--on-error", "skip",
                   "--save-labels", tmp_path / "labels")
@@ -162,7 +162,8 @@ def test_undecodable_frame_stops_or_is_skipped_keeping_the_frame_count(tmp_path,
 
 def test_undecodable_first_frame_takes_the_first_good_output(tmp_path, weights, capsys):
     bad = damage_packet(intra_video(tmp_path / "bad.avi", smooth(4)), 0)
-    fails(capsys, ["segment", bad, "-o", tmp_path / "o.mp4", "--weights", weights], "frame 0 cannot be decoded")
+    fails(capsys, ["segment", bad, "-o", tmp_path / "o.mp4", "--weights", weights, "--on-error", "stop"],
+          "frame 0 cannot be decoded")
     err = segment(capsys, bad, "-o", tmp_path / "o.mp4", "--weights", weights, "--on-error", "skip")
     assert "(frame 0;" in err and len(read_video_frames(tmp_path / "o.mp4")[0]) == 4
 
@@ -172,8 +173,8 @@ def test_frame_folder_with_an_unreadable_frame(tmp_path, weights, capsys):
     for i, f in enumerate(smooth(5)):
         png(d / f"{i:03d}.png", f)
     (d / "002.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing useful")
-    fails(capsys, ["segment", d, "-o", tmp_path / "o.mp4", "--weights", weights], "002.png: not a readable image",
-          "frame 2")
+    fails(capsys, ["segment", d, "-o", tmp_path / "o.mp4", "--weights", weights, "--on-error", "stop"],
+          "002.png: not a readable image", "frame 2")
     err = segment(capsys, d, "-o", tmp_path / "o.mp4", "--weights", weights, "--on-error", "skip")
     assert "(frame 2;" in err and len(read_video_frames(tmp_path / "o.mp4")[0]) == 5
 

@@ -111,9 +111,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                    help="downscale frames so the longer side is at most this (outputs at that size)")
     r.add_argument("--fps", type=float, default=None, help="frame rate of a folder of frames (default 25)")
-    r.add_argument("--on-error", choices=("stop", "skip"), default="stop",
-                   help="an undecodable frame: stop with an error naming it (default), or skip it, repeating the "
-                        "last good segmentation so the output keeps the frame count (the frames are reported)")
+    r.add_argument("--on-error", choices=("stop", "skip"), default="skip",
+                   help="an undecodable or lost frame (damaged data): skip it (default), repeating the last good "
+                        "segmentation so the output keeps the input's frame count and timing (the damaged frames "
+                        "and times are reported), or stop with an error naming it")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -235,7 +236,18 @@ class _StopOnSigint:
             self._previous = None
 
 
-def _frame_list(indices: list[int], limit: int = 20) -> str:
+def _spans(indices: list[int]) -> list[str]:
+    """[3, 4, 5, 9] -> ["3-5", "9"]: runs of consecutive frame numbers."""
+    out: list[str] = []
+    for i in indices:
+        if out and i == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return out
+
+
+def _frame_list(indices: list, limit: int = 20) -> str:
     shown = ", ".join(map(str, indices[:limit]))
     return shown + (f" ... ({len(indices)} in all)" if len(indices) > limit else "")
 
@@ -365,6 +377,7 @@ def run(args: argparse.Namespace) -> int:
     ok = interrupted = False
     first_pts = None
     bad: list[int] = []  # undecodable frames (--on-error skip)
+    bad_seconds: list[float] = []  # their times from the first frame, where the container gives them
     first_error = ""
     last = None  # (rendered frame, result) of the last good frame: what a bad frame repeats
     waiting: list[tuple[int, int | None]] = []  # bad frames before the first good one
@@ -383,6 +396,8 @@ def run(args: argparse.Namespace) -> int:
                 pts = None if frame.pts is None else frame.pts - first_pts
                 if frame.image is None:  # --on-error skip: keep the frame count with the last good output
                     bad.append(frame.index)
+                    if pts is not None:
+                        bad_seconds.append(float(pts * info.time_base))
                     first_error = first_error or frame.error
                     if last is None:
                         waiting.append((frame.index, pts))
@@ -447,8 +462,12 @@ def run(args: argparse.Namespace) -> int:
         notice(f"interrupted: wrote a playable {out} with the {written} frames done so far"
                + (f" of {info.frames}" if info.frames else ""))
     if bad:
-        notice(f"note: {len(bad)} undecodable frame{'s' if len(bad) > 1 else ''} skipped (frame "
-               f"{_frame_list(bad)}; {first_error}): the output repeats the last good segmentation there, "
+        where = "damaged in the middle" if bad[-1] < written - 1 else "damaged at the end"
+        lo, hi = (min(bad_seconds), max(bad_seconds)) if bad_seconds else (0.0, 0.0)
+        span = "" if not bad_seconds else f"; {lo:.2f} s" if lo == hi else f"; {lo:.2f}-{hi:.2f} s"
+        notice(f"note: {args.input} is {where}: {len(bad)} undecodable frame{'s' if len(bad) > 1 else ''} skipped "
+               f"(frame {_frame_list(_spans(bad))}{span}; {first_error}): the output repeats the last good "
+               "segmentation there, "
                f"so it keeps all {written} frames")
     if reader.truncated and not interrupted:
         notice(f"note: {args.input} looks truncated: {reader.truncated}; the output holds the {written} frames "

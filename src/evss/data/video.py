@@ -314,29 +314,68 @@ class PyAVReader(VideoReader):
                               codec=cc.name or "")
 
     def _decoded(self) -> Iterator:
-        """Decoded frames in display order, with a :class:`_Bad` where a packet was refused."""
+        """Decoded frames in display order, with a :class:`_Bad` wherever the container holds a
+        frame (a packet with its timestamp) that gave no picture.
+
+        The decoder outputs pictures in timestamp order, so when a picture with timestamp P comes
+        out, every packet timestamp below P that has not come out is lost: refused with an error,
+        or silently dropped by a decoder that lost its footing in damaged data. Marking them keeps
+        every later frame at its true position in time.
+        """
+        import heapq
+
         import av
+        expected: list[int] = []  # heap of demuxed packet timestamps still without a picture
+        refused: dict[int, str] = {}  # timestamp -> the decoder's error
+
+        def lost_before(pts: int | None) -> Iterator[_Bad]:
+            while expected and (pts is None or expected[0] < pts):
+                t = heapq.heappop(expected)
+                if last and t <= last[0]:
+                    continue  # a duplicate timestamp
+                last[:] = [t]
+                yield _Bad(t, refused.pop(t, "no picture came out of the damaged data"))
+            if pts is not None and expected and expected[0] == pts:
+                heapq.heappop(expected)
+
+        last: list[int] = []  # the latest timestamp handed on
+
+        def pictures(frames) -> Iterator:
+            for f in frames:
+                if f.pts is not None:
+                    if last and f.pts <= last[0]:
+                        continue  # a late picture for a time already marked lost: keep the timeline
+                    yield from lost_before(f.pts)
+                    last[:] = [f.pts]
+                yield f
+
         packets = self.container.demux(self.stream)
         while True:
             try:
                 packet = next(packets)
             except StopIteration:
-                return
+                break
             except (av.error.FFmpegError, ValueError, OSError) as exc:
                 # The container itself cannot be read on: the rest of the file is lost either way,
                 # but the frames the decoder still holds are not.
                 self.truncated = f"the file cannot be read past this point ({_reason(exc)})"
                 try:
-                    yield from self.stream.codec_context.decode(None)
+                    yield from pictures(self.stream.codec_context.decode(None))
                 except (av.error.FFmpegError, ValueError):
                     pass
-                return
+                break
+            if packet.pts is not None and packet.size:
+                heapq.heappush(expected, int(packet.pts))
             try:
                 frames = packet.decode()
             except (av.error.FFmpegError, ValueError) as exc:
-                yield _Bad(packet.pts, _reason(exc))
+                if packet.pts is None:
+                    yield _Bad(None, _reason(exc))
+                else:
+                    refused[int(packet.pts)] = _reason(exc)
                 continue
-            yield from frames
+            yield from pictures(frames)
+        yield from lost_before(None)  # packets at the end that never gave a picture
 
     def _peek(self):
         self._frames = self._decoded()
@@ -367,7 +406,9 @@ class PyAVReader(VideoReader):
         for i, (f, mvs, dist) in enumerate(_with_anchor_distances(decoded, self.motion_vectors)):
             if isinstance(f, _Bad):
                 if self.on_error == "stop":
-                    raise EvssError(f"{self.source}: frame {i} cannot be decoded ({f.reason}); "
+                    when = f" at {float((f.pts - (self.stream.start_time or 0)) * info.time_base):.2f} s" \
+                        if f.pts is not None else ""
+                    raise EvssError(f"{self.source}: frame {i}{when} cannot be decoded ({f.reason}); "
                                     "--on-error skip keeps going")
                 yield Frame(index=i, image=None, pts=f.pts, error=f.reason)
                 continue
