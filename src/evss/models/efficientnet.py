@@ -176,8 +176,10 @@ def load_imagenet(encoder: EfficientNetLite, path: str | Path | None = None) -> 
 
     A differing key set raises CheckpointError listing the missing and unexpected keys.
     """
+    from evss.checkpoint import safe_torch_load  # here: evss.checkpoint builds models, so it imports us
+
     path = Path(path) if path is not None else imagenet_weights_path(encoder.variant)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_torch_load(path)  # weights_only, one message for every unreadable file
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
     own = encoder.state_dict()
