@@ -1336,10 +1336,12 @@ def teacher_cache(config: TrainConfig, backbone: Any, rt: Runtime) -> Any:
 
     from evss.data.teacher_cache import TeacherCache, backbone_fingerprint, build_teacher_cache
     from evss.data.transforms import pair_offsets
-    flow_name = None if config.flow_source == "learned" else config.flow_source
+    from evss.flow_sources import make_flow_source
+    flow = make_flow_source(config.flow_source) if config.flow_source != "learned" else None
+    # the flow's settings are part of the key: a cache of another DIS preset or scale is stale too
+    flow_name = f"{config.flow_source} {vars(flow).get('preset', '')} {vars(flow).get('scale', '')}".strip() \
+        if flow is not None else None
     if rt.is_main:
-        from evss.flow_sources import make_flow_source
-        flow = make_flow_source(flow_name) if flow_name else None
         build_teacher_cache(build_source(config), backbone, config.cache, device=rt.device, flow=flow,
                             flow_name=flow_name, offsets=pair_offsets(official=config.offsets == "official"),
                             progress=config.progress)
