@@ -159,3 +159,20 @@ def test_lite0_backbone_stage_starts_from_imagenet_and_selects_on_held_out(tmp_p
     assert float(meta["miou"]) == pytest.approx(max(e["miou"] for e in result.evals), abs=1e-6)
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("miou" in r for r in logged) and any("ce" in r for r in logged)
+
+
+def test_extra_data_sources_are_trained_on_together(tmp_path):
+    root = _camvid_tree(tmp_path / "data", NAMES)
+    config = TrainConfig(stage="backbone", data="camvid", data_root=str(root), extra_data=("synthdrive",),
+                         synth_clips=2, synth_frames=3, synth_size=(32, 64))
+    source = train.build_source(config)
+    assert source.num_sequences() == 2 + 2  # CamVid's 0001TP and 0006R0, then two generated clips
+    assert source.frame(3, 2).shape == (32, 64, 3) and source.frame(0, 0).shape == (64, 96, 3)
+    assert source.label(3, 1).shape == (32, 64)
+    assert train.frame_name(source, 1, 0) == "0006R0_f03000"  # held-out patterns still see file names
+    with pytest.raises(ConfigError, match="another label space"):
+        TrainConfig(stage="backbone", data="camvid", extra_data=("cityscapes:x",))
+    with pytest.raises(ConfigError, match="not one of"):
+        TrainConfig(stage="backbone", data="camvid", extra_data=("kitti:x",))
+    videos = TrainConfig(stage="evss", data="videos", extra_data=("synthdrive",))
+    assert train.data_label_space(videos) == "camvid"

@@ -109,6 +109,8 @@ class TrainConfig:
     #                               folders); synthdrive without one generates clips in memory
     data_split: str = "train"  # camvid / cityscapes split
     video_max_size: int | None = None  # videos: decode with the longer side at most this (None: as stored)
+    extra_data: tuple[str, ...] = ()  # more sources trained on together: "KIND" or "KIND:ROOT" (e.g. "synthdrive",
+    #                                   "videos:clips/"), read with the same settings as the main one
     synth_clips: int = 8  # in-memory SynthDrive: number of clips ...
     synth_frames: int = 30  # ... frames per clip ...
     synth_size: tuple[int, int] = (256, 512)  # ... and their size (H, W)
@@ -213,6 +215,11 @@ class TrainConfig:
             check(name in ABLATIONS, f"unknown ablation {name!r}; choose from {sorted(ABLATIONS)}")
         for item in self.model_set:
             check("=" in item, f"model override {item!r} is not key=value (e.g. correction.use_ppm=false)")
+        for spec in self.extra_data:
+            kind = spec.partition(":")[0]
+            check(kind in DATA_SOURCES, f"extra data {spec!r}: {kind!r} is not one of {DATA_SOURCES}")
+            spaces = {LABEL_SPACE_OF.get(kind), LABEL_SPACE_OF.get(self.data)} - {None}  # videos: unlabelled
+            check(len(spaces) <= 1, f"extra data {spec!r} is in another label space than --data {self.data}")
 
 
 @dataclass
@@ -280,9 +287,16 @@ def loss_weights(config: TrainConfig) -> "LossWeights":
                        edge=values["lambda_edge"], edge_semantic=values["lambda_edge_semantic"])
 
 
+LABEL_SPACE_OF = {"synthdrive": "camvid", "camvid": "camvid", "cityscapes": "cityscapes"}  # videos: none
+
+
 def data_label_space(config: TrainConfig) -> str | None:
-    """The label space of the data; None for unlabelled videos (it then follows the model)."""
-    return {"synthdrive": "camvid", "camvid": "camvid", "cityscapes": "cityscapes"}.get(config.data)
+    """The label space of the data (of the first labelled source); None for unlabelled videos only
+    (it then follows the model)."""
+    for kind in (config.data, *(spec.partition(":")[0] for spec in config.extra_data)):
+        if kind in LABEL_SPACE_OF:
+            return LABEL_SPACE_OF[kind]
+    return None
 
 
 def resolve_model_config(config: TrainConfig) -> "EVSSConfig":
@@ -466,6 +480,9 @@ class LabelledFrames:
 
 def frame_name(source: Any, s: int, t: int) -> str:
     """A frame's name for the held-out patterns: its file stem, or ``<sequence index>_<frame index>``."""
+    if isinstance(source, ConcatSource):
+        inner, i = source.parts[s]
+        return frame_name(inner, i, t)
     sequences = getattr(source, "sequences", None)
     if sequences is not None:
         return Path(sequences[s].frames[t].image).stem
@@ -576,8 +593,44 @@ class VideoClips:
         return self.clips[i]
 
 
+class ConcatSource:
+    """Several sequence sources as one: their sequences one after the other."""
+
+    def __init__(self, sources: list[Any]) -> None:
+        self.parts = [(source, s) for source in sources for s in range(source.num_sequences())]
+
+    def num_sequences(self) -> int:
+        return len(self.parts)
+
+    def sequence_length(self, s: int) -> int:
+        source, i = self.parts[s]
+        return source.sequence_length(i)
+
+    def labelled_indices(self, s: int) -> Any:
+        source, i = self.parts[s]
+        return source.labelled_indices(i)
+
+    def frame(self, s: int, t: int) -> Any:
+        source, i = self.parts[s]
+        return source.frame(i, t)
+
+    def label(self, s: int, t: int) -> Any:
+        source, i = self.parts[s]
+        return source.label(i, t)
+
+
 def build_source(config: TrainConfig) -> Any:
-    """The sequence source of ``config.data`` (see :class:`evss.data.pairs.SequenceSource`)."""
+    """The sequence source of ``config.data`` and ``config.extra_data`` (see :class:`evss.data.pairs.SequenceSource`)."""
+    if not config.extra_data:
+        return _one_source(config)
+    sources = [_one_source(config)]
+    for spec in config.extra_data:
+        kind, _, root = spec.partition(":")
+        sources.append(_one_source(dataclasses.replace(config, data=kind, data_root=root or None, extra_data=())))
+    return ConcatSource(sources)
+
+
+def _one_source(config: TrainConfig) -> Any:
     root = Path(config.data_root) if config.data_root else None
     if config.data == "synthdrive":
         from evss.data.pairs import SynthDriveSource
@@ -1445,6 +1498,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="dataset folder (synthdrive: omit to generate clips in memory; videos: a file or folder)")
     g.add_argument("--data-split", default=None, help="camvid/cityscapes split (default train)")
     g.add_argument("--video-max-size", type=int, default=None, help="videos: longer side at most this")
+    g.add_argument("--extra-data", action="append", default=None, metavar="KIND[:ROOT]",
+                   help="train on another source too, e.g. synthdrive (generated in memory with the --synth-* "
+                   "settings) or videos:DIR (repeatable)")
     g.add_argument("--crop", type=_size, default=None, metavar="HxW",
                    help="random crop (flow: the pair size); default 256x512")
     g.add_argument("--offsets", choices=("paper", "official"), default=None, help="pair offsets i - k")
@@ -1504,6 +1560,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         over[name] = value
     if "ablation" in over:
         over["ablation"] = tuple(v.strip() for v in over["ablation"].split(",") if v.strip())
+    if "extra_data" in over:
+        over["extra_data"] = tuple(over["extra_data"])
     if "holdout" in over:
         over["holdout"] = tuple(over["holdout"])
     if "model_set" in over:
