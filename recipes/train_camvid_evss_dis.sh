@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The EVSS stage of the built-in `camvid` weights: CoNet trained with the flow it is used with
 # (OpenCV DIS), against the frozen lite0 keyframe network (recipes/train_camvid_lite0.sh), on real
-# footage without labels: the teacher's pseudo-labels (Sec. III-E) on the two dash-cam clips.
+# footage without labels: the teacher's pseudo-labels (Sec. III-E) on the two dash-cam clips, plus
+# 8 generated SynthDrive clips for street scenes with people, bicycles and occlusions (their true
+# labels give the edge targets; the semantic targets are the teacher's there too).
 # The teacher cache (backbone logits, pseudo-labels, DIS flow per pair) is built first, with a
 # progress bar, and reused; a step then runs only CoNet.
 #
@@ -16,5 +18,6 @@ resume=()
 [ -f "$OUT/last.state.pt" ] && resume=(--resume)
 exec evss train evss --model lite0 --teacher "$TEACHER" --flow dis --cache "$CACHE" \
   --data videos --data-root "$VIDEOS" --video-max-size 640 --crop 256x448 \
+  --extra-data synthdrive --synth-clips 8 --synth-frames 30 --synth-size 256x512 \
   --batch-size 8 --steps "${STEPS:-5000}" --lr 3e-4 --min-lr 1e-6 --checkpoint-every 250 \
   --seed 0 --device "${DEVICE:-auto}" --threads "${THREADS:-2}" --out "$OUT" "${resume[@]}" "${@:4}"
