@@ -22,7 +22,9 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The default model of `evss segment` (real footage: trained on CamVid) and of `evss demo`
 # (SynthDrive): built-in weights by these names if shipped, else the untrained "light" preset.
@@ -110,6 +112,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     r.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                    help="downscale frames so the longer side is at most this (outputs at that size)")
+    r.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget, e.g. 2G or 1500M (default: half the available memory, at most 3G); a frame "
+                        "whose estimated peak is over it is segmented at a smaller size and its labels upsampled, "
+                        "so the outputs keep the input's size")
+    r.add_argument("--no-downscale", action="store_true",
+                   help="stop with an error instead of segmenting at a smaller size when over --max-memory")
     r.add_argument("--fps", type=float, default=None, help="frame rate of a folder of frames (default 25)")
     r.add_argument("--on-error", choices=("stop", "skip"), default="skip",
                    help="an undecodable or lost frame (damaged data): skip it (default), repeating the last good "
@@ -155,7 +163,7 @@ class _MapSink:
     """Writes the chosen distortion maps per frame as PNGs (DIR/<map>/NNNNNN.png) or grey videos."""
 
     def __init__(self, target: Path, names: tuple[str, ...], *, info, height: int, width: int, pix_fmt: str,
-                 crf: int) -> None:
+                 crf: int) -> None:  # height, width: of the videos
         from evss.data.video import VIDEO_SUFFIXES, PartialFolder, VideoWriter, numbered_pngs, partial_path
         self.names, self.target = names, target
         self.as_video = target.suffix.lower() in VIDEO_SUFFIXES
@@ -181,14 +189,21 @@ class _MapSink:
             for name in names:
                 (self.folder.path / name).mkdir()
 
-    def write(self, index: int, maps: dict, pts: int | None) -> None:
-        from evss.data.video import write_gray_png
+    def write(self, index: int, maps: dict, pts: int | None, *, size: tuple[int, int] | None = None,
+              video_size: tuple[int, int] | None = None) -> None:
+        """``size``: the PNGs' (H, W) when the maps come at another size; ``video_size``: the videos'."""
+        from evss.data.video import resize_map, write_gray_png
         from evss.visualize import gray
         for name in self.names:
+            m = maps[name]  # (h, w) float32 in [0, 1]
             if self.as_video:
-                self.writers[name].write(gray(maps[name]), pts)
+                if video_size is not None:
+                    m = resize_map(m, *video_size)
+                self.writers[name].write(gray(m), pts)
             else:
-                write_gray_png(self.folder.path / name / f"{index:06d}.png", maps[name])
+                if size is not None:
+                    m = resize_map(m, *size)
+                write_gray_png(self.folder.path / name / f"{index:06d}.png", m)
 
     def close(self, keep: bool) -> list[Path]:
         """Finish the outputs; ``keep`` renames them to their final names, else they are deleted."""
@@ -236,6 +251,60 @@ class _StopOnSigint:
             self._previous = None
 
 
+@dataclass(frozen=True)
+class _MemoryPlan:
+    plan: Any  # evss.memory.Plan: the size the model segments at
+    video: tuple[int, int]  # (H, W) of the output video (twice as wide for --layout side)
+    map_video: tuple[int, int]  # (H, W) of map videos
+    depth: int  # frames decoded ahead and queued for the encoder (0: one thread, one frame at a time)
+
+
+def _memory_plan(args: argparse.Namespace, info: Any, config: Any, device: Any, dtype: Any) -> _MemoryPlan:
+    """The sizes to segment and encode at under the memory budget (see :mod:`evss.memory`)."""
+    import torch
+
+    from evss import memory
+    from evss.data.video import VIDEO_SUFFIXES
+    h, w = info.height, info.width
+    factor = 2 if args.layout == "side" else 1
+    video, map_video = memory.h264_size(h, w * factor), memory.h264_size(h, w)
+    depth = memory.pipeline_depth(h, w)
+    n_maps = len(args.maps) if args.save_maps else 0
+    maps_as_video = bool(args.save_maps) and Path(args.save_maps).suffix.lower() in VIDEO_SUFFIXES
+    model_px = memory.model_pixel_bytes(config, maps=n_maps > 0, dtype_bytes=torch.finfo(dtype).bits // 8)
+    weights = memory.weights_bytes(config)
+    buffers = memory.segment_buffers(h, w, video_height=video[0], video_width=video[1], depth=depth, weights=weights,
+                                     labels=bool(args.save_labels), maps=n_maps,
+                                     map_video=map_video if maps_as_video else None)
+    remedy = "; --max-size N makes every output smaller too"
+    budget = memory.resolve_budget(args.max_memory)
+    on_host = device.type in ("cpu", "mps")  # MPS shares the host's memory
+    plan = memory.plan(height=h, width=w, model_px=model_px if on_host else 4.0, buffers=buffers, budget=budget,
+                       allow_downscale=not args.no_downscale, what=args.input, remedy=remedy)
+    if device.type == "cuda":  # the activations live on the GPU: its free memory is the budget there
+        free, _ = torch.cuda.mem_get_info(device)
+        gpu = memory.plan(height=h, width=w, model_px=model_px, buffers=memory.Buffers(held=weights, writing=0),
+                          budget=memory.Budget(int(free * 0.9), f"90% of the free memory of {device}"),
+                          allow_downscale=not args.no_downscale, what=args.input, remedy=remedy)
+        if gpu.height * gpu.width < plan.height * plan.width:
+            plan = gpu
+    return _MemoryPlan(plan=plan, video=video, map_video=map_video, depth=depth)
+
+
+def _model_inputs(frames: Any, height: int, width: int) -> Any:
+    """(frame, the image the model segments): the frame's image, or a copy downscaled to (height, width)."""
+    import math
+
+    from evss.data.video import resize_flow, resize_image
+    for frame in frames:
+        if frame.image is None:
+            yield frame, None
+            continue
+        if frame.motion is not None and frame.image.shape[:2] != (height, width):
+            frame.motion = resize_flow(frame.motion, math.ceil(height / 4), math.ceil(width / 4))
+        yield frame, resize_image(frame.image, height, width)
+
+
 def _spans(indices: list[int]) -> list[str]:
     """[3, 4, 5, 9] -> ["3-5", "9"]: runs of consecutive frame numbers."""
     out: list[str] = []
@@ -265,12 +334,15 @@ def run(args: argparse.Namespace) -> int:
         open_video,
         partial_path,
         prefetch,
+        resize_image,
+        resize_labels,
         write_label_png,
     )
     from evss.device import resolve_device, resolve_dtype
     from evss.errors import EvssError
     from evss.flow_sources import MVFlow, make_flow_source
     from evss.keyframes import AdaptiveKeyframes, FlowProbe
+    from evss.memory import H264_MAX_SIDE, format_bytes
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     from evss.visualize import render
 
@@ -281,6 +353,9 @@ def run(args: argparse.Namespace) -> int:
         raise EvssError(f"--keyframe-interval must be >= 1, got {args.keyframe_interval}")
     if args.max_size is not None and args.max_size < 16:
         raise EvssError(f"--max-size must be at least 16 pixels, got {args.max_size}")
+    if args.max_memory is not None:
+        from evss.memory import parse_bytes
+        parse_bytes(args.max_memory)  # a bad value is reported before anything is opened
     out = Path(args.output)
     if out.exists() and out.is_dir():
         raise EvssError(f"-o {out}: is a folder; give a video file name such as {out / 'segmented.mp4'}")
@@ -313,9 +388,28 @@ def run(args: argparse.Namespace) -> int:
                                      else (info.source_height, info.source_width)):
         notice(f"note: frames downscaled to {info.width}x{info.height} (--max-size {args.max_size}); "
                "outputs are at that size")
-    out_w = info.width * (2 if args.layout == "side" else 1)
-    if args.pix_fmt == "yuv420p" and (info.height % 2 or out_w % 2):
-        notice(f"note: {out_w}x{info.height} is odd and H.264 yuv420p needs even sizes: the video is padded by one "
+    factor = 2 if args.layout == "side" else 1
+    h, w = info.height, info.width  # the outputs' size: the input's (after --max-size)
+    try:
+        mem = _memory_plan(args, info, config, device, dtype)
+    except BaseException:
+        reader.close()
+        raise
+    ph, pw = mem.plan.height, mem.plan.width  # the size the model segments at
+    vh, vw = mem.video  # the video's size: the outputs' unless H.264 cannot take it
+    rh, rw = vh, vw // factor  # the rendered frame (one half of a side-by-side video)
+    if mem.plan.downscaled:
+        notice(f"note: {w}x{h} frames need about {format_bytes(mem.plan.full_estimate)} with this model, over the memory "
+               f"budget of {format_bytes(mem.plan.budget.bytes)} ({mem.plan.budget.source}); segmenting at {pw}x{ph} "
+               f"and upsampling the labels to {w}x{h} (--max-memory raises the budget, --no-downscale stops instead)")
+    if (vh, vw) != (h, w * factor):
+        notice(f"note: H.264 cannot encode {w * factor}x{h} frames (libx264 takes at most {H264_MAX_SIDE} pixels a "
+               f"side); the video is written at {vw}x{vh}"
+               + (", label PNGs" if args.save_labels else "") + (" and maps" if args.save_maps else "")
+               + (f" keep {w}x{h}" if args.save_labels or args.save_maps else ""))
+    out_w = vw
+    if args.pix_fmt == "yuv420p" and (vh % 2 or out_w % 2):
+        notice(f"note: {out_w}x{vh} is odd and H.264 yuv420p needs even sizes: the video is padded by one "
                f"replicated pixel row/column (label PNGs keep {info.width}x{info.height}; --pix-fmt yuv444p keeps it "
                "exact)")
 
@@ -339,11 +433,11 @@ def run(args: argparse.Namespace) -> int:
     writer = labels = maps = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        writer = VideoWriter(tmp, info.fps, info.height, out_w, time_base=info.time_base, pix_fmt=args.pix_fmt,
+        writer = VideoWriter(tmp, info.fps, vh, out_w, time_base=info.time_base, pix_fmt=args.pix_fmt,
                              crf=args.crf)
         if args.save_labels:
             labels = PartialFolder(args.save_labels, owned=numbered_pngs, what="--save-labels")
-        maps = (_MapSink(args.save_maps, args.maps, info=info, height=info.height, width=info.width,
+        maps = (_MapSink(args.save_maps, args.maps, info=info, height=mem.map_video[0], width=mem.map_video[1],
                          pix_fmt=args.pix_fmt, crf=args.crf) if args.save_maps else None)
     except BaseException as exc:
         reader.close()
@@ -360,14 +454,17 @@ def run(args: argparse.Namespace) -> int:
         """Render and write one output frame (the video frame, its label PNG, its maps): runs in
         the encoder thread, so encoding overlaps with the model."""
         index, pts, frame_image, result = item
-        image = render(frame_image, result.labels, layout=args.layout, label_space=space.name, alpha=args.alpha)
+        # Labels come at the model's size (ph, pw): nearest-neighbour upsampling to the outputs' sizes.
+        image = render(resize_image(frame_image, rh, rw), resize_labels(result.labels, rh, rw), layout=args.layout,
+                       label_space=space.name, alpha=args.alpha)  # (vh, vw, 3)
         writer.write(image, pts)
+        del image
         if labels is not None:
-            write_label_png(labels.path / f"{index:06d}.png", result.labels, space.palette)
+            write_label_png(labels.path / f"{index:06d}.png", resize_labels(result.labels, h, w), space.palette)
         if maps is not None:
-            maps.write(index, result.maps, pts)
+            maps.write(index, result.maps, pts, size=(h, w), video_size=mem.map_video)
 
-    encoder = BackgroundWriter(write, depth=4)
+    encoder = BackgroundWriter(write, depth=mem.depth)
 
     def emit(index: int, pts: int | None, frame_image, result) -> None:
         encoder.put((index, pts, frame_image, result))
@@ -381,13 +478,14 @@ def run(args: argparse.Namespace) -> int:
     first_error = ""
     last = None  # (rendered frame, result) of the last good frame: what a bad frame repeats
     waiting: list[tuple[int, int | None]] = []  # bad frames before the first good one
-    frames = prefetch(reader, depth=4)  # decoding runs ahead in a thread, at most 4 frames
+    # decoding runs ahead in a thread, at most mem.depth frames (none for huge frames)
+    frames = prefetch(_model_inputs(reader, ph, pw), depth=mem.depth)
     t0 = time.perf_counter()
     bar = tqdm(total=info.frames, unit="frame", desc="segment", disable=args.quiet, dynamic_ncols=True,
                file=sys.stderr)
     try:
         with _StopOnSigint() as stop:
-            for frame in frames:
+            for frame, model_image in frames:
                 if stop.requested:
                     interrupted = True
                     break
@@ -409,7 +507,7 @@ def run(args: argparse.Namespace) -> int:
                 if mv is not None:
                     mv.feed(frame.motion)
                     no_vectors += frame.index > 0 and frame.motion_kind != "vectors"
-                r = seg.step(frame.image)
+                r = seg.step(model_image)
                 for index, wait_pts in waiting:  # undecodable leading frames take the first good output
                     emit(index, wait_pts, frame.image, r)
                 waiting.clear()

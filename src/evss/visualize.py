@@ -15,16 +15,40 @@ from evss.classes import LABEL_SPACES
 LAYOUTS = ("overlay", "side")
 
 
+# Rows per strip when rendering: the float temporaries stay near 8 MB however large the frame.
+STRIP_PIXELS = 1 << 21
+
+
+def _strips(height: int, width: int) -> range:
+    return range(0, height, max(1, STRIP_PIXELS // max(1, width)))
+
+
 def overlay(frame: np.ndarray, labels: np.ndarray, *, label_space: str = "camvid", alpha: float = 0.5) -> np.ndarray:
-    """Blend colour-coded labels (H, W) over an RGB frame (H, W, 3) uint8; ``alpha`` = label weight."""
-    color = LABEL_SPACES[label_space].colorize(labels)  # (H, W, 3)
-    out = frame.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
-    return (out + 0.5).astype(np.uint8)
+    """Blend colour-coded labels (H, W) over an RGB frame (H, W, 3) uint8; ``alpha`` = label weight.
+
+    Rendered in strips of rows, so a huge frame costs its output and a few MB, not 8x its size in floats.
+    """
+    space = LABEL_SPACES[label_space]
+    h, w = frame.shape[:2]
+    out = np.empty_like(frame)  # (H, W, 3) uint8
+    step = max(1, STRIP_PIXELS // max(1, w))
+    for y in _strips(h, w):
+        color = space.colorize(labels[y:y + step])  # (rows, W, 3)
+        blended = frame[y:y + step].astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
+        out[y:y + step] = (blended + 0.5).astype(np.uint8)
+    return out
 
 
 def side_by_side(frame: np.ndarray, labels: np.ndarray, *, label_space: str = "camvid") -> np.ndarray:
     """The frame and its colour-coded labels next to each other: (H, 2W, 3)."""
-    return np.concatenate([frame, LABEL_SPACES[label_space].colorize(labels)], axis=1)
+    space = LABEL_SPACES[label_space]
+    h, w = frame.shape[:2]
+    out = np.empty((h, 2 * w, 3), dtype=np.uint8)
+    out[:, :w] = frame
+    step = max(1, STRIP_PIXELS // max(1, w))
+    for y in _strips(h, w):
+        out[y:y + step, w:] = space.colorize(labels[y:y + step])
+    return out
 
 
 def draw_legend(img: np.ndarray, label_space: str = "camvid") -> np.ndarray:
@@ -66,8 +90,8 @@ def render(frame: np.ndarray, labels: np.ndarray, *, layout: str = "overlay", la
 
 
 def gray(m: np.ndarray) -> np.ndarray:
-    """(H, W) map in [0, 1] -> (H, W, 3) uint8 grey."""
-    g = (np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8)
+    """(H, W) map in [0, 1] (or already quantised: uint8 0-255) -> (H, W, 3) uint8 grey."""
+    g = m if m.dtype == np.uint8 else (np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8)
     return np.repeat(g[:, :, None], 3, axis=2)
 
 

@@ -195,8 +195,8 @@ class FrameFolderReader(VideoReader):
         except cv2.error as exc:
             raise EvssError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
         if img is None:
-            raise EvssError(f"{path}: not a readable image")
-        return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB
+            raise EvssError(f"{path}: not a readable image{_too_large_hint(path)}")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)  # in place: no second full-size copy
 
     def __iter__(self) -> Iterator[Frame]:
         info = self.info
@@ -214,11 +214,58 @@ class FrameFolderReader(VideoReader):
             yield Frame(index=i, image=_resize(img, info.height, info.width), pts=i)
 
 
+OPENCV_MAX_PIXELS = 1 << 30  # cv2.imread refuses larger images (CV_IO_MAX_IMAGE_PIXELS)
+
+
+def _too_large_hint(path: Path) -> str:
+    """Why OpenCV refused a readable image: its header's size is over OpenCV's pixel limit."""
+    import warnings
+
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        return f" (over {OPENCV_MAX_PIXELS // 10 ** 6} Mpx, more than OpenCV decodes; split or downscale it first)"
+    except Exception:  # noqa: BLE001 - any failure here means the header is unreadable too
+        return ""
+    if w * h > OPENCV_MAX_PIXELS:
+        return (f" (a {w}x{h} image, {w * h // 10 ** 6} Mpx, over the {OPENCV_MAX_PIXELS // 10 ** 6} Mpx OpenCV "
+                "decodes; split or downscale it first)")
+    return ""
+
+
 def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     if img.shape[:2] == (h, w):
         return img
     import cv2
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def resize_image(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (H, W, 3) uint8 frame at (height, width): area averaging down, bilinear up."""
+    if img.shape[:2] == (height, width):
+        return img
+    import cv2
+    up = height * width > img.shape[0] * img.shape[1]
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR if up else cv2.INTER_AREA)
+
+
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) uint8 class ids at (height, width), nearest neighbour (ids are not averaged)."""
+    if labels.shape[:2] == (height, width):
+        return labels
+    import cv2
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_map(m: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (h, w) map in [0, 1] as uint8 grey at (height, width), bilinear (quantised first: 1 byte a pixel)."""
+    import cv2
+    g = m if m.dtype == np.uint8 else (np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return g if g.shape[:2] == (height, width) else cv2.resize(g, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _rotate_image(img: np.ndarray, degrees: int) -> np.ndarray:
@@ -557,7 +604,11 @@ def prefetch(items: Iterable, depth: int = 4) -> Iterator:
 
     Decoding overlaps with the model this way while memory stays bounded. Exceptions in the
     producer are re-raised in the consumer; closing the generator stops the producer.
+    ``depth=0`` produces in the consumer's thread, one item at a time (huge frames).
     """
+    if depth <= 0:
+        yield from items
+        return
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -603,15 +654,18 @@ class BackgroundWriter:
 
     An exception raised by ``write`` is re-raised in the caller by the next ``put`` or by
     ``close``; after it, the remaining items are dropped. ``close`` waits for the queue to drain.
+    ``depth=0`` writes in the caller's thread inside ``put`` (huge frames: nothing queued).
     """
 
     def __init__(self, write, depth: int = 4) -> None:
         self._write = write
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._error: BaseException | None = None
         self._done = object()
         self._thread = threading.Thread(target=self._run, name="evss-encode", daemon=True)
-        self._thread.start()
+        self._inline = depth <= 0
+        if not self._inline:
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -631,6 +685,9 @@ class BackgroundWriter:
 
     def put(self, item) -> None:
         self._raise()
+        if self._inline:
+            self._write(item)
+            return
         self._q.put(item)
 
     def close(self) -> None:
@@ -665,11 +722,17 @@ class VideoWriter:
 
     def __post_init__(self) -> None:
         import av
+
+        from evss.memory import H264_MAX_SIDE, h264_fits, h264_size
         self.path = Path(self.path)
         fmt = self.format or (None if self.path.suffix.lower() in VIDEO_SUFFIXES else "mp4")
         sub = self.pix_fmt == "yuv420p"
         self.coded_height = self.height + (self.height % 2 if sub else 0)
         self.coded_width = self.width + (self.width % 2 if sub else 0)
+        if self.codec == "libx264" and not h264_fits(self.coded_height, self.coded_width):
+            h, w = h264_size(self.height, self.width)
+            raise EvssError(f"{self.path}: H.264 cannot encode {self.width}x{self.height} frames (libx264 takes at most "
+                            f"{H264_MAX_SIDE} pixels a side and about 268 Mpx); {w}x{h} would fit")
         try:
             self.container = av.open(str(self.path), mode="w", format=fmt)
         except av.error.FFmpegError as exc:
@@ -703,8 +766,14 @@ class VideoWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts, frame.time_base = pts, self.tb
         self._last_pts = pts
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+        try:
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+        except av.error.FFmpegError as exc:
+            if isinstance(exc, OSError):  # a full disk, no permission ...: handled as such by the callers
+                raise
+            raise EvssError(f"{self.path}: the {self.codec} encoder refused frame {self.frames_written} of "
+                            f"{self.width}x{self.height} ({_reason(exc)})") from None
         self.frames_written += 1
 
     def close(self) -> None:
@@ -797,16 +866,17 @@ def numbered_pngs(path: Path) -> bool:
 def write_label_png(path: Path, labels: np.ndarray, palette: Iterable[tuple[int, int, int]]) -> None:
     """(H, W) uint8 class ids -> an 8-bit palette PNG: pixel values are the ids, colours the palette."""
     from PIL import Image
-    img = Image.fromarray(np.ascontiguousarray(labels.astype(np.uint8)), mode="P")
+    img = Image.fromarray(np.ascontiguousarray(labels.astype(np.uint8, copy=False)), mode="P")
     flat = [c for rgb in palette for c in rgb]
     img.putpalette(flat + [0] * (768 - len(flat)))
     img.save(path, optimize=False, compress_level=1)
 
 
 def write_gray_png(path: Path, m: np.ndarray) -> None:
-    """(H, W) float map in [0, 1] -> 8-bit greyscale PNG."""
+    """(H, W) float map in [0, 1] (or already quantised: uint8 0-255) -> 8-bit greyscale PNG."""
     from PIL import Image
-    Image.fromarray((np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L").save(path, compress_level=1)
+    g = m if m.dtype == np.uint8 else (np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(np.ascontiguousarray(g), mode="L").save(path, compress_level=1)
 
 
 def read_video_frames(path: str | Path) -> tuple[np.ndarray, VideoInfo]:
