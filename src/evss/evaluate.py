@@ -55,6 +55,40 @@ def warp_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return labels[sy, sx]
 
 
+def _model_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """The frame the model segments: as it is, or downscaled to ``size`` (the memory budget)."""
+    if size is None:
+        return frame
+    from evss.data.video import resize_image
+    return resize_image(frame, *size)
+
+
+def _at_size(result: Any, size: tuple[int, ...]) -> Any:
+    """``result`` with its labels (and warped labels) at ``size`` (H, W): upsampled where the model
+    segmented a downscaled frame, as they are otherwise."""
+    from evss.data.video import resize_labels
+    h, w = int(size[0]), int(size[1])
+    if result.labels.shape == (h, w):
+        return result
+    warped = None if result.warped_labels is None else resize_labels(result.warped_labels, h, w)
+    return dataclasses.replace(result, labels=resize_labels(result.labels, h, w), warped_labels=warped)
+
+
+def eval_memory_plan(*, source: Any, config: Any, models: int, budget: Any, allow_downscale: bool,
+                     tc: bool, what: str = "evss eval") -> Any:
+    """evss.memory.Plan of an evaluation: a sequence's frames and labels in memory, the model
+    (with its distortion maps) on one frame, and ``models`` sets of weights."""
+    from evss import memory
+    first = source.frame(0, 0)  # (H, W, 3)
+    h, w = first.shape[:2]
+    length = max(source.sequence_length(s) for s in range(source.num_sequences()))
+    # frames (3 B/px) and labels (1 B/px) of a sequence; TC: a full-size flow (float32 x 2) and labels
+    held = memory.BASELINE + models * memory.weights_bytes(config) + length * 4 * h * w + (16 * h * w if tc else 0)
+    return memory.plan(height=h, width=w, model_px=memory.model_pixel_bytes(config, maps=True),
+                       buffers=memory.Buffers(held=int(held), writing=0), budget=budget,
+                       allow_downscale=allow_downscale, what=what, remedy="; a smaller --size (synthdrive) evaluates smaller frames")
+
+
 def _segmenter(method: Method, interval: int, device, *, maps: bool = False):
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     cfg = SegmenterConfig(mode=method.mode, keyframe_interval=interval)
@@ -76,8 +110,13 @@ def _starts(labelled: Sequence[int], intervals: Sequence[int]) -> dict[int, list
 def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: Sequence[int] = DEFAULT_INTERVALS,
              target: str = "all", tc_interval: int = 5, tc_flow: FlowLookup | None = None,
              tc_flow_name: str = "none", device=None, max_sequences: int | None = None,
-             panel_samples: int = 0, progress: bool = True, rank: int = 0, world: int = 1) -> dict[str, Any]:
-    """Run the protocol for every method over ``source`` (a ``SequenceSource``); returns the raw report."""
+             panel_samples: int = 0, progress: bool = True, rank: int = 0, world: int = 1,
+             model_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run the protocol for every method over ``source`` (a ``SequenceSource``); returns the raw report.
+
+    ``model_size`` (H, W): segment frames downscaled to this size (the memory budget) and score the
+    labels upsampled back to the ground truth's size (nearest neighbour).
+    """
     import torch
     from tqdm import tqdm
 
@@ -96,7 +135,10 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
     bar = tqdm(total=len(seqs) * len(methods), desc="eval", unit="seq·method", disable=not progress or rank != 0)
     for s in seqs:
         length = source.sequence_length(s)
-        frames = [source.frame(s, t) for t in range(length)]
+        first = source.frame(s, 0)
+        full_size = first.shape[:2]  # what the labels are scored at
+        frames = [_model_frame(first if t == 0 else source.frame(s, t), model_size) for t in range(length)]
+        del first
         labelled = [t for t in source.labelled_indices(s) if source.label(s, t) is not None]
         if target == "last":
             labelled = labelled[-1:]
@@ -108,7 +150,7 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
                 scored = {t for t, _ in (p for ps in runs.values() for p in ps)}
                 for t in sorted(scored):
                     seg.reset()
-                    r = seg.step(frames[t])
+                    r = _at_size(seg.step(frames[t]), labels[t].shape)
                     times[m.name]["key"].append(r.seconds)
                     for d in intervals:
                         if t - d >= 0:
@@ -123,6 +165,8 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
                     seg.reset()
                     for t in range(k, k + horizon + 1):
                         r = seg.step(frames[t])
+                        if t in scored:
+                            r = _at_size(r, labels[t].shape)
                         total_steps += 1
                         times[m.name]["key" if r.is_keyframe else "non"].append(r.seconds)
                         if t in scored:
@@ -139,7 +183,7 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
                 seg = _segmenter(m, tc_interval, device)
                 seq_cm, prev = ConfusionMatrix(num_classes), None
                 for t in range(length):
-                    r = seg.step(frames[t])
+                    r = _at_size(seg.step(frames[t]), full_size)
                     if prev is not None:
                         flow, valid = tc_flow(s, t)
                         warped_prev = warp_labels(prev, flow)  # P^w_{t-1 -> t}
@@ -358,6 +402,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("eval-report"))
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget, e.g. 2G (default: half the available memory, at most 3G); frames whose "
+                        "estimated peak is over it are segmented smaller and the labels upsampled for scoring")
+    p.add_argument("--no-downscale", action="store_true",
+                   help="stop with an error instead of segmenting smaller when over --max-memory")
 
 
 def _intervals(text: str) -> tuple[int, ...]:
@@ -474,8 +523,8 @@ def _source(args, label_space_classes):
     raise EvssError(f"unknown --data {args.data!r}")
 
 
-def _estimated_flow(name: str, model, source, device) -> FlowLookup:
-    """TC flow for real video: an estimator at 1/4, upsampled to full resolution."""
+def _estimated_flow(name: str, model, source, device, model_size: tuple[int, int] | None = None) -> FlowLookup:
+    """TC flow for real video: an estimator at 1/4 (of ``model_size`` when given), upsampled to full resolution."""
     import torch
     import torch.nn.functional as F
 
@@ -487,12 +536,17 @@ def _estimated_flow(name: str, model, source, device) -> FlowLookup:
 
     def lookup(s, t):
         from evss.segmenter import to_tensor
-        a = to_tensor(source.frame(s, t - 1), device, torch.float32)
-        b = to_tensor(source.frame(s, t), device, torch.float32)
+        first = source.frame(s, t - 1)
+        a = to_tensor(_model_frame(first, model_size), device, torch.float32)
+        b = to_tensor(_model_frame(source.frame(s, t), model_size), device, torch.float32)
         h, w = a.shape[-2:]
         with torch.inference_mode():
             q = est(a, b)  # (1, 2, h/4, w/4) in 1/4-grid pixels
             full = F.interpolate(q, scale_factor=4, mode="bilinear", align_corners=False)[0, :, :h, :w] * 4
+            fh, fw = first.shape[:2]
+            if (fh, fw) != (h, w):  # to the frames' own size, the vectors scaled with it
+                full = F.interpolate(full[None], size=(fh, fw), mode="bilinear", align_corners=False)[0]
+                full = full * torch.tensor([fw / w, fh / h], device=full.device).view(2, 1, 1)
         return full.cpu().numpy(), None
 
     return lookup
@@ -523,10 +577,20 @@ def run(args: argparse.Namespace) -> int:
     model = model.to(device).eval()
     source, tc_flow, tc_default, space = _source(args, config.num_classes)
     tc_name = args.tc_flow or tc_default
+    from evss.memory import format_bytes, resolve_budget
+    mem = eval_memory_plan(source=source, config=config, models=1 + len(args.compare) + len(args.variant),
+                           budget=resolve_budget(args.max_memory), allow_downscale=not args.no_downscale,
+                           tc=tc_name != "none", what=f"evss eval --data {args.data}")
+    model_size = (mem.height, mem.width) if mem.downscaled else None
+    if model_size is not None:
+        print(f"note: {mem.out_width}x{mem.out_height} frames need about {format_bytes(mem.full_estimate)} with this "
+              f"model, over the memory budget of {format_bytes(mem.budget.bytes)} ({mem.budget.source}); segmenting "
+              f"at {mem.width}x{mem.height} and scoring the labels upsampled to {mem.out_width}x{mem.out_height} "
+              "(--max-memory raises the budget, --no-downscale stops instead)", file=sys.stderr)
     if tc_name == "none":
         tc_flow = None
     elif tc_name in ("learned", "dis"):
-        tc_flow = _estimated_flow(tc_name, model, source, device)
+        tc_flow = _estimated_flow(tc_name, model, source, device, model_size)
     elif tc_flow is None:
         from evss.errors import EvssError
         raise EvssError(f"--tc-flow gt needs ground-truth flow, which {args.data} does not have")
@@ -555,7 +619,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     report = evaluate(methods, source, num_classes=config.num_classes, intervals=intervals, target=args.target,
                       tc_interval=args.tc_interval, tc_flow=tc_flow, tc_flow_name=tc_name, device=device,
-                      max_sequences=args.max_sequences, panel_samples=args.panels, rank=rank, world=world)
+                      max_sequences=args.max_sequences, panel_samples=args.panels, rank=rank, world=world,
+                      model_size=model_size)
     report["seconds"] = time.perf_counter() - t0
     report["device"], report["threads"] = str(device), torch.get_num_threads()
     report["weights"], report["preset"] = str(args.weights), config.name

@@ -41,8 +41,10 @@ MIN_SIDE = 64  # the smallest longer side worth segmenting at
 # Bytes per padded input pixel, float32, measured as the slope of peak RSS over frame size (CPU, one thread).
 # Slopes at 768x1024 -> 1536x2048, one part's width varied at a time, the others at 1/8:
 # keyframe step 106/225/403 B/px at CSRNet width 1/8, 1/2, 1; non-keyframe step 103/145/195 at
-# FlowNet width 1/8, 1/2, 1 and 103/153/222 at CoNet width 1/8, 1/2, 1; SwiftNet-Lite0 277.
-INPUT_PX = 56.0  # the frame as float tensors (conversion, padding), I_k and the label upsample
+# FlowNet width 1/8, 1/2, 1 and 103/153/222 at CoNet width 1/8, 1/2, 1; SwiftNet-Lite0 277. Keyframe and
+# non-keyframe steps in turn grow the peak by more than either alone (the allocator keeps what the other
+# freed): 134-164 B/px for the tiny preset, which INPUT_PX covers (tests/test_memory.py).
+INPUT_PX = 95.0  # the frame as float tensors (conversion, padding), I_k, the label upsample, allocator slack
 CSRNET_PX = 340.0  # per unit of BackboneConfig.width
 SWIFTNET_PX = {"lite0": 170.0, "lite1": 185.0, "lite2": 200.0}  # the encoder's stem and first stages
 SWIFTNET_DECODER_PX = 0.45  # per decoder channel (the ladder's 1/4-scale maps)
@@ -138,10 +140,10 @@ def padded_pixels(height: int, width: int, multiple: int = 32) -> int:
 # ---- the buffers at the output size --------------------------------------------------------------
 
 def pipeline_depth(height: int, width: int) -> int:
-    """Frames decoded ahead and queued for the encoder: 4 for ordinary frames, 1 for large ones and
-    0 (decode, segment and encode in turn, one thread) for frames over 128 MB."""
+    """Frames decoded ahead and queued for the encoder: 4 up to 8 MB frames (1080p is 6 MB), 1 up
+    to 64 MB and 0 (decode, segment and encode in turn, in one thread) beyond."""
     frame = 3 * height * width
-    return 4 if frame <= 32 * MiB else 1 if frame <= 128 * MiB else 0
+    return 4 if frame <= 8 * MiB else 1 if frame <= 64 * MiB else 0
 
 
 # ---- H.264 -------------------------------------------------------------------------------------

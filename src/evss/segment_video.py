@@ -405,8 +405,8 @@ def run(args: argparse.Namespace) -> int:
     if (vh, vw) != (h, w * factor):
         notice(f"note: H.264 cannot encode {w * factor}x{h} frames (libx264 takes at most {H264_MAX_SIDE} pixels a "
                f"side); the video is written at {vw}x{vh}"
-               + (", label PNGs" if args.save_labels else "") + (" and maps" if args.save_maps else "")
-               + (f" keep {w}x{h}" if args.save_labels or args.save_maps else ""))
+               + (f", label PNGs keep {w}x{h}" if args.save_labels else "")
+               + (", and so are the map videos" if args.save_maps and mem.map_video != (h, w) else ""))
     out_w = vw
     if args.pix_fmt == "yuv420p" and (vh % 2 or out_w % 2):
         notice(f"note: {out_w}x{vh} is odd and H.264 yuv420p needs even sizes: the video is padded by one "

@@ -1,0 +1,277 @@
+"""The memory budget: the estimate (checked against measured peak RSS across sizes), the plan, and
+`evss segment` / `evss eval` under a low --max-memory, on tall thin and large frames."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evss import memory
+from evss.cli import main
+from evss.config import preset
+from evss.errors import EvssError
+
+MiB = memory.MiB
+
+
+@pytest.fixture
+def weights(tiny_weights) -> str:
+    return str(tiny_weights)  # the vivid tiny model (conftest)
+
+
+def frames_folder(root: Path, h: int, w: int, n: int = 1) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))  # smooth, compresses well
+    for i in range(n):
+        Image.fromarray(np.roll(img, 2 * i, axis=1)).save(root / f"{i:03d}.png")
+    return root
+
+
+def segment(capsys, *args) -> tuple[int, str]:
+    rc = main(["segment", *map(str, args), "-q", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return rc, err
+
+
+# ---- units -------------------------------------------------------------------------------------
+
+def test_parse_bytes_reads_units_and_names_bad_values():
+    assert memory.parse_bytes("2G") == 2 * 1024 ** 3
+    assert memory.parse_bytes("1500M") == 1500 * MiB
+    assert memory.parse_bytes("512MiB") == 512 * MiB
+    assert memory.parse_bytes("1.5gb") == int(1.5 * 1024 ** 3)
+    assert memory.parse_bytes("4096") == 4096
+    for bad in ("", "two G", "2X", "-1G", "0"):
+        with pytest.raises(EvssError, match="memory size"):
+            memory.parse_bytes(bad)
+
+
+def test_available_memory_and_default_budget(tmp_path):
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal: 100 kB\nMemAvailable:    2048 kB\n")
+    assert memory.available_memory(info) == 2048 * 1024
+    assert memory.available_memory(tmp_path / "missing") is None
+    budget = memory.resolve_budget(None)
+    assert 0 < budget.bytes <= memory.DEFAULT_CAP and "available" in budget.source
+    assert memory.resolve_budget("1G").bytes == 1024 ** 3
+
+
+def test_model_estimate_grows_with_width_and_classes():
+    tiny, light, paper = (memory.model_pixel_bytes(preset(n)) for n in ("tiny", "light", "paper"))
+    assert tiny < light < paper
+    assert memory.model_pixel_bytes(preset("lite0")) > light  # the SwiftNet keyframe network is heavier
+    assert memory.model_pixel_bytes(preset("light"), maps=True) > light
+    assert memory.model_pixel_bytes(preset("light"), dtype_bytes=2) == pytest.approx(light / 2)
+
+
+def test_h264_size_keeps_the_aspect_ratio_under_the_encoder_limits():
+    assert memory.h264_size(1080, 1920) == (1080, 1920)
+    h, w = memory.h264_size(36, 17001)
+    assert w <= memory.H264_MAX_SIDE and h % 2 == 0 and w % 2 == 0 and abs(w / h - 17001 / 36) / (17001 / 36) < 0.1
+    h, w = memory.h264_size(16384, 16384)  # each side fits, the pixel count does not
+    assert memory.h264_fits(h, w) and not memory.h264_fits(16384, 16384) and h == w
+
+
+# ---- the plan ----------------------------------------------------------------------------------
+
+def test_plan_fits_downscales_or_refuses_with_what_to_pass():
+    buffers = memory.Buffers(held=400 * MiB, writing=50 * MiB, overlapped=False)
+    big = memory.Budget(10 * 1024 ** 3, "test")
+    p = memory.plan(height=900, width=1200, model_px=200, buffers=buffers, budget=big, allow_downscale=True,
+                    what="x")
+    assert (p.height, p.width) == (900, 1200) and not p.downscaled
+    small = memory.Budget(500 * MiB, "--max-memory 500M")
+    p = memory.plan(height=9000, width=12000, model_px=200, buffers=buffers, budget=small, allow_downscale=True,
+                    what="x")
+    assert p.downscaled and p.estimate <= small.bytes < p.full_estimate
+    assert abs(p.width / p.height - 12000 / 9000) < 0.02 and (p.out_height, p.out_width) == (9000, 12000)
+    with pytest.raises(EvssError) as exc:
+        memory.plan(height=9000, width=12000, model_px=200, buffers=buffers, budget=small, allow_downscale=False,
+                    what="in.png")
+    msg = str(exc.value)
+    assert "in.png: a 12000x9000 frame needs about" in msg and "--max-memory 500M" in msg
+    assert "pass --max-memory" in msg and "--no-downscale" in msg
+    with pytest.raises(EvssError, match="leave no room for the model.*pass --max-memory"):
+        memory.plan(height=9000, width=12000, model_px=200, buffers=buffers, budget=memory.Budget(300 * MiB, "t"),
+                    allow_downscale=True, what="x")
+
+
+# ---- the estimate against measurement -----------------------------------------------------------
+
+MEASURE = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from evss.config import build_model, preset
+    from evss.segmenter import SegmenterConfig, VideoSegmenter
+    torch.manual_seed(0)
+    seg = VideoSegmenter(build_model(preset("tiny")).eval(), config=SegmenterConfig(keyframe_interval=2))
+    out = {}
+    for h, w in json.loads(sys.argv[1]):
+        frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        seg.reset()
+        for _ in range(3):  # a keyframe, a non-keyframe, a keyframe
+            seg.step(frame)
+        out[f"{h}x{w}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out))
+""")
+
+
+def test_model_estimate_bounds_the_measured_peak_rss_across_sizes():
+    """Peak RSS grows by at most the estimate from one size to the next, and by a fair share of
+    it (the estimate is an upper bound, not a wild one). Sizes rise, so each step's peak is set by
+    the larger frame."""
+    sizes = [(256, 384), (512, 768), (1024, 1536)]
+    run = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(sizes)], capture_output=True, text=True,
+                         timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert run.returncode == 0, run.stderr
+    peaks = json.loads(run.stdout.strip().splitlines()[-1])
+    px = memory.model_pixel_bytes(preset("tiny"))
+    for (h0, w0), (h1, w1) in zip(sizes, sizes[1:]):
+        grown = peaks[f"{h1}x{w1}"] - peaks[f"{h0}x{w0}"]
+        estimated = memory.model_bytes(px, h1, w1) - memory.model_bytes(px, h0, w0)
+        assert 0.3 * estimated < grown <= estimated, (h1, w1, grown / MiB, estimated / MiB)
+    assert peaks["1024x1536"] <= memory.BASELINE + memory.model_bytes(px, 1024, 1536)
+
+
+SEGMENT_RSS = textwrap.dedent("""
+    import resource, sys
+    from evss.cli import main
+    rc = main(sys.argv[1:])
+    print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "RC", rc)
+""")
+
+
+def test_segment_peak_rss_stays_under_a_low_max_memory(tmp_path, weights):
+    """A 2400x3200 frame with --max-memory 900M: segmented smaller, measured peak under the budget."""
+    folder = frames_folder(tmp_path / "big", 2400, 3200, n=2)
+    out = tmp_path / "o.mp4"
+    run = subprocess.run([sys.executable, "-c", SEGMENT_RSS, "segment", str(folder), "-o", str(out), "--weights",
+                          weights, "--max-memory", "900M", "--threads", "1", "-q", "--save-labels",
+                          str(tmp_path / "labels")], capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    rss = int(run.stdout.split("RSS")[1].split()[0])
+    assert "segmenting at" in run.stderr and "upsampling the labels to 3200x2400" in run.stderr, run.stderr
+    assert rss <= 900 * MiB, rss / MiB
+    assert Image.open(tmp_path / "labels" / "000001.png").size == (3200, 2400)
+    import av
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height) == (3200, 2400)
+
+
+# ---- evss segment ------------------------------------------------------------------------------
+
+def test_tall_thin_frame_keeps_its_size_everywhere(tmp_path, weights, capsys):
+    folder = frames_folder(tmp_path / "tall", 1500, 6, n=2)
+    rc, err = segment(capsys, folder, "-o", tmp_path / "t.mp4", "--weights", weights, "--save-labels",
+                      tmp_path / "labels", "--save-maps", tmp_path / "maps")
+    assert rc == 0, err
+    assert Image.open(tmp_path / "labels" / "000000.png").size == (6, 1500)
+    assert Image.open(tmp_path / "maps" / "fine" / "000001.png").size == (6, 1500)
+    import av
+    with av.open(str(tmp_path / "t.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (6, 1500)
+
+
+def test_low_max_memory_downscales_the_model_not_the_outputs(tmp_path, weights, capsys):
+    folder = frames_folder(tmp_path / "f", 600, 800, n=3)
+    rc, err = segment(capsys, folder, "-o", tmp_path / "o.mp4", "--weights", weights, "--max-memory", "455M",
+                      "--save-labels", tmp_path / "labels", "--save-maps", tmp_path / "maps.mp4", "--layout", "side")
+    assert rc == 0, err
+    note = next(line for line in err.splitlines() if "over the memory budget" in line)
+    assert "800x600 frames need about" in note and "(--max-memory 455M)" in note
+    assert "upsampling the labels to 800x600" in note
+    for i in range(3):
+        labels = np.asarray(Image.open(tmp_path / "labels" / f"{i:06d}.png"))
+        assert labels.shape == (600, 800) and labels.max() < 11
+    import av
+    for video, size in (("o.mp4", (1600, 600)), ("maps.mp4", (800, 600))):
+        with av.open(str(tmp_path / video)) as c:
+            s = c.streams.video[0]
+            assert (s.width, s.height) == size and sum(1 for _ in c.decode(video=0)) == 3
+
+
+def test_no_downscale_stops_with_the_size_the_estimate_and_what_to_pass(tmp_path, weights, capsys):
+    folder = frames_folder(tmp_path / "f", 600, 800)
+    rc, err = segment(capsys, folder, "-o", tmp_path / "o.mp4", "--weights", weights, "--max-memory", "455M",
+                      "--no-downscale")
+    line = next(line for line in err.splitlines() if line.startswith("evss segment: error:"))
+    assert rc == 2 and "a 800x600 frame needs about" in line and "over the memory budget of 455.0 MB" in line
+    assert "pass --max-memory" in line and not (tmp_path / "o.mp4").exists()
+    rc, err = segment(capsys, folder, "-o", tmp_path / "o.mp4", "--weights", weights, "--max-memory", "lots")
+    assert rc == 2 and "memory size 'lots'" in err
+    rc, err = segment(capsys, folder, "-o", tmp_path / "o.mp4", "--weights", weights, "--max-memory", "100M")
+    assert rc == 2 and "leave no room for the model" in err and "pass --max-memory" in err
+
+
+def test_a_frame_too_wide_for_h264_is_encoded_smaller_and_said_so(tmp_path, weights, capsys):
+    folder = frames_folder(tmp_path / "wide", 20, 16500)
+    rc, err = segment(capsys, folder, "-o", tmp_path / "w.mp4", "--weights", weights, "--save-labels",
+                      tmp_path / "labels")
+    assert rc == 0, err
+    assert "H.264 cannot encode 16500x20 frames" in err and "label PNGs keep 16500x20" in err
+    assert Image.open(tmp_path / "labels" / "000000.png").size == (16500, 20)
+    import av
+    with av.open(str(tmp_path / "w.mp4")) as c:
+        assert c.streams.video[0].width <= memory.H264_MAX_SIDE
+
+
+def test_video_writer_names_sizes_h264_refuses(tmp_path):
+    from evss.data.video import VideoWriter
+    with pytest.raises(EvssError, match=r"H.264 cannot encode 17000x40 frames .* would fit"):
+        VideoWriter(tmp_path / "x.mp4", 25, 40, 17000)
+
+
+# ---- evss eval ---------------------------------------------------------------------------------
+
+class _Source:
+    """Two 64x96 sequences of 4 frames, all labelled."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.frames = rng.integers(0, 256, (2, 4, 64, 96, 3), dtype=np.uint8)
+        self.labels = rng.integers(0, 11, (2, 4, 64, 96), dtype=np.uint8)
+
+    def num_sequences(self) -> int:
+        return 2
+
+    def sequence_length(self, s: int) -> int:
+        return 4
+
+    def labelled_indices(self, s: int):
+        return range(4)
+
+    def frame(self, s: int, t: int) -> np.ndarray:
+        return self.frames[s, t]
+
+    def label(self, s: int, t: int) -> np.ndarray:
+        return self.labels[s, t]
+
+
+def test_eval_scores_labels_upsampled_from_a_smaller_model_size(tiny_model):
+    from evss.evaluate import Method, eval_memory_plan, evaluate
+    src = _Source()
+    zero = lambda s, t: (np.zeros((2, 64, 96), np.float32), None)  # noqa: E731
+    methods = [Method(m, tiny_model, m) for m in ("per_frame", "evss")]
+    rep = evaluate(methods, src, num_classes=11, intervals=(1, 2), tc_flow=zero, tc_flow_name="zero",
+                   progress=False, model_size=(32, 48))
+    assert all(0 <= v["miou"] <= 1 for v in rep["methods"]["evss"]["intervals"].values())
+    plan = eval_memory_plan(source=src, config=preset("tiny"), models=1, budget=memory.Budget(10 ** 12, "t"),
+                            allow_downscale=True, tc=True)
+    assert not plan.downscaled
+    with pytest.raises(EvssError, match="evss eval: a 96x64 frame needs about"):
+        eval_memory_plan(source=src, config=preset("tiny"), models=1, budget=memory.Budget(401 * MiB, "t"),
+                         allow_downscale=False, tc=True)
