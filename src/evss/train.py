@@ -92,7 +92,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 # Fields that may differ between a run and its --resume (they do not change what is computed).
 RESUME_MAY_CHANGE = frozenset({"resume", "stop_at", "workers", "log_every", "checkpoint_every",
                                "eval_every", "device", "threads", "progress", "tensorboard",
-                               "max_bad_steps", "teacher", "init", "flow_init", "cache"})
+                               "max_bad_steps", "max_bad_files", "teacher", "init", "flow_init", "cache"})
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 500  # flow stage: held-out EPE every this many steps (0: only at the end)
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
+    max_bad_files: int = 10  # files that fail mid-run (after the up-front check) are skipped; stop past this many
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
     amp: str = "bf16"  # "off" | "bf16" | "fp16": autocast dtype on CUDA (always off on the CPU)
@@ -184,6 +185,7 @@ class TrainConfig:
                      "synth_clips", "synth_frames", "flow_pairs", "flow_eval_pairs"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
+        check(self.max_bad_files >= 0, f"max_bad_files must be >= 0, got {self.max_bad_files}")
         check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         check(0 < self.min_lr <= self.lr, f"need 0 < min_lr <= lr, got lr {self.lr}, min_lr {self.min_lr}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
@@ -395,13 +397,23 @@ class ByPosition:
         return epoch, int(self._perm[1][i])
 
     def __getitem__(self, position: int) -> Any:
+        from evss.data.validate import Replaced
         epoch, index = self.index(position)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         try:
             return self.dataset[index]
         except EvssError as exc:  # carried to the loop as data: see ItemError
-            return ItemError(type(exc).__name__, str(exc))
+            errors = [ItemError(type(exc).__name__, str(exc))]
+        # A bad sample is skipped: the next readable items of this epoch's order take its place (the
+        # batch keeps its size), and its error still reaches the loop, which counts it.
+        i = int(position) % self.n
+        for k in range(1, min(self.n, 4)):
+            try:
+                return Replaced(item=self.dataset[int(self._perm[1][(i + k) % self.n])], errors=tuple(errors))
+            except EvssError as exc:
+                errors.append(ItemError(type(exc).__name__, str(exc)))
+        return errors[0] if len(errors) == 1 else Replaced(item=None, errors=tuple(errors))
 
 
 @dataclass(frozen=True)
@@ -423,12 +435,24 @@ class ItemError:
 
 
 def collate(items: list[Any]) -> Any:
-    """``default_collate``, except that a batch with an unreadable sample becomes its :class:`ItemError`."""
+    """``default_collate``, except that unreadable samples (:class:`ItemError`, or replaced by
+    :class:`ByPosition`) make the batch a ``BadItems`` holding their errors and the readable rest."""
     from torch.utils.data import default_collate
+
+    from evss.data.validate import BadItems, Replaced
+    errors: list[ItemError] = []
+    good = []
     for item in items:
+        if isinstance(item, Replaced):  # a bad sample and the readable one that took its place
+            errors.extend(item.errors)
+            item = item.item
         if isinstance(item, ItemError):
-            return item
-    return default_collate(items)
+            errors.append(item)
+        elif item is not None:
+            good.append(item)
+    if not errors:
+        return default_collate(good)
+    return BadItems(errors=tuple(errors), batch=default_collate(good) if good else None)
 
 
 class LabelledFrames:
@@ -1062,8 +1086,12 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
     import torch.nn as nn
     from tqdm import tqdm
 
+    from evss.data.validate import BadItems, check_training_data, skip_bad_items
+
     out_dir = output_dir(config)
     device = rt.device
+    check_training_data(config, stage.dataset, model_config, device_type=device.type,  # every file, before step one
+                        print_line=lambda line: print(line, file=sys.stderr) if rt.is_main else None)
     model = stage.model.to(device)
     trained = stage.trained
     if config.sync_bn and rt.distributed:
@@ -1114,6 +1142,7 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
     history: list[dict[str, float]] = []
     evals: list[dict[str, float]] = []
     bad_in_a_row, last_saved, step = 0, start, start
+    bad_files: dict[str, int] = {}  # message (it names the file) -> samples skipped for it
     best = best_eval(out_dir / "metrics.jsonl") if rt.is_main else None
 
     def log(record: dict[str, float]) -> None:
@@ -1152,8 +1181,19 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: "EVSSConfi
         tick = time.perf_counter()
         for step_index, batch in zip(range(start, stop), loader):
             step = step_index + 1  # steps done after this one
-            if isinstance(batch, ItemError):
-                raise batch.exception()  # an unreadable sample: the message names its file
+            if isinstance(batch, ItemError):  # a custom collate's whole-batch error
+                batch = BadItems(errors=(batch,), batch=None)
+            if isinstance(batch, BadItems):  # unreadable samples: skipped and counted, see --max-bad-files
+                batch = skip_bad_items(batch, bad_files, step=step, max_bad_files=config.max_bad_files,
+                                       distributed=rt.distributed, warn=bar.write if rt.is_main else None,
+                                       checkpoint=(out_dir / MODEL_FILE, last_saved))
+                if batch is None:  # nothing readable in this step's batch: the step is skipped
+                    scheduler.step()
+                    history.append({"step": step, "lr": optimizer.param_groups[0]["lr"], "skipped": 1.0,
+                                    "seconds": time.perf_counter() - tick})
+                    bar.update(1)
+                    tick = time.perf_counter()
+                    continue
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             optimizer.zero_grad(set_to_none=True)
             # BatchNorm updates its running statistics in the forward pass, loss or no loss: keep
@@ -1534,6 +1574,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every", type=int, default=None)
     g.add_argument("--eval-every", type=int, default=None, help="held-out EPE (flow) / mIoU (backbone) interval")
     g.add_argument("--max-bad-steps", type=int, default=None)
+    g.add_argument("--max-bad-files", type=int, default=None,
+                   help="a sample whose file fails mid-run is skipped with a warning; stop when more than this many "
+                        "files failed (default 10; every file is checked before step one)")
     g.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later)")
     g.add_argument("--overfit-batch", action="store_true", default=None, help="train on one fixed batch")
     g.add_argument("--seed", type=int, default=None)
