@@ -3,8 +3,10 @@ fail with the product's own errors (``EvssError`` subclasses), never with anythi
 
 Targets: the frame reader (video file bytes; image file bytes through a frame folder), the label
 loaders, the config parsers (model config JSON, TrainConfig files), the checkpoint loaders
-(``load_model`` on safetensors bytes, ``read_official`` on .pth bytes) and the training-state
-loader. Inputs are random bytes or valid files mutated by flipping, overwriting, truncating,
+(``load_model`` on safetensors bytes, ``read_official`` on .pth bytes), the training-state
+loader, the training data check (file headers; a tree with a fuzzed frame and label), the memory
+budget (``--max-memory`` text, any frame size: a plan or an EvssError) and the mid-run handling of
+unreadable training samples (replaced, counted, stopped past ``--max-bad-files``). Inputs are random bytes or valid files mutated by flipping, overwriting, truncating,
 inserting, deleting and duplicating bytes (half the edits land in the first 512 bytes, where the
 headers are).
 
@@ -282,3 +284,100 @@ def test_official_pth_bytes(data):
 def test_training_state_bytes(data):
     from evss.train import read_training_state
     check("training state", lambda: read_training_state(write("last.state.pt", data)))
+
+
+# ---- the memory budget and bad training files (issue 16) -------------------------------------------
+
+@FUZZ
+@given(data=inputs(IMAGES + LABELS), what=st.sampled_from(("image", "label")))
+def test_dataset_check_header_bytes(data, what):
+    from evss.data.validate import header
+
+    def run():
+        h, w, _ = header(write("checked.png", data), what)
+        assert h >= 1 and w >= 1
+    check("dataset check (file header)", run)
+
+
+@FUZZ
+@given(frame=inputs(IMAGES), label=inputs(LABELS), sample=st.integers(0, 3))
+def test_dataset_check_of_a_tree(frame, label, sample):
+    """check_files over a two-frame sequence whose second frame and label are fuzzed: it collects
+    (never raises); report_bad_files turns what it found into one DataError."""
+    from evss.data.camvid import read_camvid_label
+    from evss.data.pairs import FileSequenceSource, FrameFile, FrameSequence
+    from evss.data.validate import check_files, report_bad_files
+    tree = WORK / "tree"
+    tree.mkdir(exist_ok=True)
+    (tree / "0.png").write_bytes(IMAGES[0])
+    (tree / "0_L.png").write_bytes(LABELS[0])
+    (tree / "1.png").write_bytes(frame)
+    (tree / "1_L.png").write_bytes(label)
+
+    class Source(FileSequenceSource):
+        def read_label(self, path):
+            return read_camvid_label(path)
+
+    source = Source([FrameSequence("s", (FrameFile(0, tree / "0.png", tree / "0_L.png"),
+                                         FrameFile(1, tree / "1.png", tree / "1_L.png")))])
+
+    def run():
+        result = check_files(source, sample=sample)
+        assert result.files >= 2 and result.decoded <= 2 * sample
+        report_bad_files(result, where="fuzz", print_line=lambda line: None)
+    check("dataset check (tree)", run)
+
+
+@FUZZ
+@given(h=st.integers(1, 200_000), w=st.integers(1, 200_000), model_px=st.floats(1, 5000),
+       held=st.integers(0, 2 ** 36), writing=st.integers(0, 2 ** 36), overlapped=st.booleans(),
+       budget=st.sampled_from(("100M", "455M", "1G", "3G", "64G", "1.5g", "0", "x", "", "2T", "12e")),
+       downscale=st.booleans())
+def test_memory_plan_sizes_and_budgets(h, w, model_px, held, writing, overlapped, budget, downscale):
+    """Any frame size and budget: a plan that fits (estimate within the budget, same aspect ratio,
+    never larger than the input), or an EvssError that names what to pass."""
+    from evss import memory
+
+    def run():
+        b = memory.Budget(memory.parse_bytes(budget), f"--max-memory {budget}")
+        p = memory.plan(height=h, width=w, model_px=model_px,
+                        buffers=memory.Buffers(held=held, writing=writing, overlapped=overlapped), budget=b,
+                        allow_downscale=downscale, what="fuzz")
+        assert p.estimate <= b.bytes and 1 <= p.height <= h and 1 <= p.width <= w
+        assert p.downscaled or (p.height, p.width) == (h, w)
+        vh, vw = memory.h264_size(h, w)
+        assert memory.h264_fits(vh, vw) and vh <= max(h, 2) and vw <= max(w, 2)
+    check("memory plan", run)
+
+
+@FUZZ
+@given(bad=st.sets(st.integers(0, 11), max_size=12), batch=st.integers(1, 5), steps=st.integers(1, 8),
+       max_bad=st.integers(0, 4))
+def test_bad_samples_mid_run(bad, batch, steps, max_bad):
+    """ByPosition + collate + skip_bad_items over a dataset whose items ``bad`` fail: every batch
+    keeps its size while a readable stand-in exists; the run stops (DataError) only past ``max_bad``
+    distinct bad files."""
+    from evss.data.validate import BadItems, skip_bad_items
+    from evss.errors import DataError
+    from evss.train import ByPosition, collate
+
+    class Items:
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            if i in bad:
+                raise DataError(f"cannot read image {i}.png")
+            return torch.full((2,), float(i))
+
+    def run():
+        view, seen = ByPosition(Items(), seed=0), {}
+        for step in range(steps):
+            out = collate([view[step * batch + j] for j in range(batch)])
+            if isinstance(out, BadItems):
+                out = skip_bad_items(out, seen, step=step + 1, max_bad_files=max_bad, distributed=False, warn=None,
+                                     checkpoint=(Path("last.safetensors"), 0))
+            if out is not None:
+                assert out.shape[0] <= batch and not any(int(v) in bad for v in out[:, 0])
+        assert len(seen) <= max_bad
+    check("bad samples mid-run", run)

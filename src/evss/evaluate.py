@@ -86,7 +86,8 @@ def eval_memory_plan(*, source: Any, config: Any, models: int, budget: Any, allo
     held = memory.BASELINE + models * memory.weights_bytes(config) + length * 4 * h * w + (16 * h * w if tc else 0)
     return memory.plan(height=h, width=w, model_px=memory.model_pixel_bytes(config, maps=True),
                        buffers=memory.Buffers(held=int(held), writing=0), budget=budget,
-                       allow_downscale=allow_downscale, what=what, remedy="; a smaller --size (synthdrive) evaluates smaller frames")
+                       allow_downscale=allow_downscale, what=what,
+                       remedy="; a smaller --size (synthdrive) evaluates smaller frames")
 
 
 def _segmenter(method: Method, interval: int, device, *, maps: bool = False):

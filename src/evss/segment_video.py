@@ -12,6 +12,13 @@ complete, so a crash never leaves an output that looks complete; Ctrl-C (SIGINT)
 current frame and finishes a playable video of the frames done so far. ``--on-error skip`` keeps
 going past undecodable frames, repeating the last good segmentation so the output keeps the frame
 count, and names the frames.
+
+Memory is budgeted before the first frame (:mod:`evss.memory`): the peak is estimated from the model
+config and the frame size; over ``--max-memory`` (default: half the available memory, at most
+3 GB) the model segments a downscaled copy and the labels are upsampled, so the video, label PNGs
+and maps keep the input's size (``--no-downscale`` stops with the estimate instead). Frames over
+8 MB travel through shorter queues, frames over 64 MB through none; a size H.264 cannot encode
+(over 16384 pixels a side) gets a smaller video, said so, while the label PNGs keep the input's size.
 """
 
 from __future__ import annotations
@@ -399,9 +406,10 @@ def run(args: argparse.Namespace) -> int:
     vh, vw = mem.video  # the video's size: the outputs' unless H.264 cannot take it
     rh, rw = vh, vw // factor  # the rendered frame (one half of a side-by-side video)
     if mem.plan.downscaled:
-        notice(f"note: {w}x{h} frames need about {format_bytes(mem.plan.full_estimate)} with this model, over the memory "
-               f"budget of {format_bytes(mem.plan.budget.bytes)} ({mem.plan.budget.source}); segmenting at {pw}x{ph} "
-               f"and upsampling the labels to {w}x{h} (--max-memory raises the budget, --no-downscale stops instead)")
+        notice(f"note: {w}x{h} frames need about {format_bytes(mem.plan.full_estimate)} with this model, over the "
+               f"memory budget of {format_bytes(mem.plan.budget.bytes)} ({mem.plan.budget.source}); segmenting at "
+               f"{pw}x{ph} and upsampling the labels to {w}x{h} (--max-memory raises the budget, --no-downscale stops "
+               "instead)")
     if (vh, vw) != (h, w * factor):
         notice(f"note: H.264 cannot encode {w * factor}x{h} frames (libx264 takes at most {H264_MAX_SIDE} pixels a "
                f"side); the video is written at {vw}x{vh}"

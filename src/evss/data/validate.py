@@ -71,7 +71,8 @@ def header(path: Path, what: str = "image") -> tuple[int, int, str]:
         raise DataError(f"missing {what} file: {path}") from None
     except Exception as exc:  # noqa: BLE001 - a malformed file can fail deep inside any decoder plugin
         text = " ".join(str(exc).split())
-        raise DataError(f"{path}: damaged or not an image ({type(exc).__name__}{': ' + text if text else ''})") from None
+        why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise DataError(f"{path}: damaged or not an image ({why})") from None
     if fmt == "JPEG":
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - 1024))

@@ -731,8 +731,8 @@ class VideoWriter:
         self.coded_width = self.width + (self.width % 2 if sub else 0)
         if self.codec == "libx264" and not h264_fits(self.coded_height, self.coded_width):
             h, w = h264_size(self.height, self.width)
-            raise EvssError(f"{self.path}: H.264 cannot encode {self.width}x{self.height} frames (libx264 takes at most "
-                            f"{H264_MAX_SIDE} pixels a side and about 268 Mpx); {w}x{h} would fit")
+            raise EvssError(f"{self.path}: H.264 cannot encode {self.width}x{self.height} frames (libx264 takes at "
+                            f"most {H264_MAX_SIDE} pixels a side and about 268 Mpx); {w}x{h} would fit")
         try:
             self.container = av.open(str(self.path), mode="w", format=fmt)
         except av.error.FFmpegError as exc:
