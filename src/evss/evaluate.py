@@ -596,12 +596,16 @@ def run(args: argparse.Namespace) -> int:
         from evss.errors import EvssError
         raise EvssError(f"--tc-flow gt needs ground-truth flow, which {args.data} does not have")
     methods = []
+    own_flow = None  # the rows without a [source] use the flow the weights' CoNet was trained with
+    if config.flow_source not in ("learned", "mv"):  # mv needs a video's vectors: the learned FlowNet then
+        from evss.flow_sources import make_flow_source
+        own_flow = make_flow_source(config.flow_source, model)
     for mode in args.methods.split(","):
         mode = mode.strip()
         if mode not in ("per_frame", "warp_only", "evss"):
             from evss.errors import ConfigError
             raise ConfigError(f"--methods: {mode!r} is not per_frame, warp_only or evss")
-        methods.append(Method(name=mode, model=model, mode=mode, label_space=space))
+        methods.append(Method(name=mode, model=model, mode=mode, label_space=space, flow=own_flow))
     for src in filter(None, (v.strip() for v in args.flow_sources.split(","))):
         from evss.flow_sources import make_flow_source
         for mode in ("warp_only", "evss"):
@@ -623,6 +627,7 @@ def run(args: argparse.Namespace) -> int:
                       max_sequences=args.max_sequences, panel_samples=args.panels, rank=rank, world=world,
                       model_size=model_size)
     report["seconds"] = time.perf_counter() - t0
+    report["flow_of_plain_rows"] = config.flow_source if own_flow is not None else "learned"
     report["device"], report["threads"] = str(device), torch.get_num_threads()
     report["weights"], report["preset"] = str(args.weights), config.name
     if rank != 0:
