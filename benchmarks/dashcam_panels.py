@@ -1,7 +1,7 @@
 """Side-by-side frames of dash-cam clips segmented per frame by two sets of weights (before / after).
 
     python benchmarks/dashcam_panels.py --before old.safetensors --after camvid \
-        --out docs/results/keyframe_net/dashcam.png ../shared/data/video/*.mp4
+        --out docs/results/keyframe_net/dashcam.jpg ../shared/data/video/*.mp4
 
 Rows: three frames of each clip (at 20 %, 50 % and 80 % of it); columns: the frame, the labels of
 ``--before`` and of ``--after`` blended over it, with the CamVid colour legend underneath.
@@ -71,7 +71,8 @@ def main() -> None:
         draw.text((x + 16, 6), name, fill=(0, 0, 0))
         x += 24 + 7 * len(name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows + [np.asarray(legend)], axis=0)).save(args.out)
+    # JPEG (quality 85) keeps the figure a few hundred kB for the repository; PNG stays lossless
+    Image.fromarray(np.concatenate(rows + [np.asarray(legend)], axis=0)).save(args.out, quality=85)
     print(f"wrote {args.out}")
 
 

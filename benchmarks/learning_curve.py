@@ -42,7 +42,7 @@ def main() -> None:
         ax2.plot([r["step"] for r in evals], [100 * r["miou"] for r in evals], "o-", color="C0",
                  label="held-out mIoU")
         ax2.set_ylabel("held-out mIoU (%)")
-        fig.legend(loc="upper center", ncol=2, frameon=False)
+        fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.18), frameon=False)
         fig.tight_layout()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.out, dpi=110)
