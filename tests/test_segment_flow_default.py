@@ -1,4 +1,5 @@
-"""`evss segment` runs with the flow source the weights' CoNet was trained with, unless told otherwise."""
+"""`evss segment` runs with the flow source the weights' CoNet was trained with and the weights'
+default mode, unless told otherwise."""
 
 from __future__ import annotations
 
@@ -25,3 +26,20 @@ def test_the_checkpoints_flow_source_is_the_default(tmp_path, tiny_weights, caps
     assert "flow learned," in capsys.readouterr().err
     assert main(["segment", str(frames), "-o", str(tmp_path / "c.mp4"), "--weights", str(tiny_weights)]) == 0
     assert "flow learned," in capsys.readouterr().err  # older checkpoints: the learned FlowNet
+
+
+def test_the_checkpoints_default_mode_is_the_default(tmp_path, tiny_weights, capsys):
+    model, config = load_model(tiny_weights)
+    warp_only = save_model(tmp_path / "w.safetensors", model, dataclasses.replace(config, default_mode="warp_only"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(frames / f"{i:03d}.png")
+    assert main(["segment", str(frames), "-o", str(tmp_path / "a.mp4"), "--weights", str(warp_only)]) == 0
+    assert "mode warp_only," in capsys.readouterr().err
+    assert main(["segment", str(frames), "-o", str(tmp_path / "b.mp4"), "--weights", str(warp_only),
+                 "--mode", "evss"]) == 0
+    assert "mode evss," in capsys.readouterr().err
+    assert main(["segment", str(frames), "-o", str(tmp_path / "c.mp4"), "--weights", str(tiny_weights)]) == 0
+    assert "mode evss," in capsys.readouterr().err

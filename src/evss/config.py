@@ -41,6 +41,8 @@ class EVSSConfig:
     distortion: DistortionConfig = field(default_factory=DistortionConfig)
     freeze_flow: bool = False  # Table IV "FlowNet fixed"
     flow_source: str = "learned"  # N_flow at inference unless told otherwise: the one CoNet was trained with
+    # `evss segment`'s mode unless told otherwise: the best point measured for these weights (README)
+    default_mode: str = "evss"  # "evss" | "warp_only" | "per_frame"
 
     def __post_init__(self) -> None:
         if self.backbone.num_classes != self.num_classes or self.correction.num_classes != self.num_classes:
@@ -58,6 +60,9 @@ class EVSSConfig:
                             ("correction", self.correction.width)):
             if not 0 < width <= MAX_WIDTH:
                 raise ConfigError(f"config {self.name!r}: {part}.width must be in (0, {MAX_WIDTH}], got {width}")
+        if self.default_mode not in ("evss", "warp_only", "per_frame"):
+            raise ConfigError(f"config {self.name!r}: default_mode {self.default_mode!r} is not evss, warp_only or "
+                              "per_frame")
         if self.flow_source not in ("learned", "dis", "mv"):
             raise ConfigError(f"config {self.name!r}: flow_source {self.flow_source!r} is not learned, dis or mv")
         if self.backbone.arch not in ("csrnet", "swiftnet"):

@@ -100,6 +100,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", default=None,
                    help=f"built-in name, evss checkpoint or the authors' .pth (default {DEFAULT_WEIGHTS})")
     m.add_argument("--keyframe-interval", type=int, default=5, help="a keyframe every N frames (default 5)")
+    m.add_argument("--mode", choices=("evss", "warp_only", "per_frame"), default=None,
+                   help="evss: Algorithm 1 (warp + CoNet rectification); warp_only: propagate the keyframe's "
+                        "features along the flow; per_frame: the keyframe network on every frame; default: the "
+                        "weights' default_mode (the built-in camvid: warp_only, see the README)")
     m.add_argument("--flow", choices=FLOW_SOURCES, default=None,
                    help="flow source: the learned FlowNet, OpenCV DIS, or the video's motion vectors (mv); "
                         "default: the one the weights' CoNet was trained with (their config's flow_source)")
@@ -429,12 +433,14 @@ def run(args: argparse.Namespace) -> int:
         policy = AdaptiveKeyframes(max_interval=args.max_interval, share=args.share,
                                    residual=args.residual if probe else None, probe=probe)
         flow_source = probe or flow_source
-    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval), device=device,
-                         flow=flow_source, keyframe_policy=policy, return_maps=args.save_maps is not None, dtype=dtype)
+    mode = args.mode or config.default_mode
+    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode),
+                         device=device, flow=flow_source, keyframe_policy=policy, return_maps=args.save_maps is not None, dtype=dtype)
     schedule = (f"adaptive (max {args.max_interval}, share {args.share}, residual {args.residual})" if args.adaptive
                 else f"keyframe interval {args.keyframe_interval}")
     notice(f"evss segment: {info.describe()}")
-    notice(f"  model {described} ({config.name}, {config.num_classes} classes), {schedule}, flow {flow_name}, "
+    notice(f"  model {described} ({config.name}, {config.num_classes} classes), {schedule}, mode {mode}, "
+           f"flow {flow_name}, "
            f"device {device}{' fp16' if args.half else ''}, threads {torch.get_num_threads()}")
 
     tmp = partial_path(out)
