@@ -152,9 +152,9 @@ def test_bench_times_every_flow_source(tmp_path, capsys, keep_threads, tiny_weig
     assert main(["bench", "--weights", str(weights), "--size", "64x128", "--frames", "6", "--runs", "1",
                  "--repeats", "1", "--threads", "1", "--device", "cpu", "--json", str(tmp_path / "b.json")]) == 0
     res = json.loads((tmp_path / "b.json").read_text())
-    assert set(res["streams"]) == {"per_frame", "evss_learned", "evss_dis", "evss_mv"}
+    assert set(res["streams"]) == {"per_frame", *(f"{m}_{f}" for m in ("evss", "warp_only") for f in FLOW_SOURCES)}
     assert {"keyframe", "flow_learned", "flow_dis", "flow_mv", "warp", "conet", "fusion"} <= set(res["parts_ms"])
-    for name in FLOW_SOURCES:
+    for name in (*FLOW_SOURCES, *(f"warp_only_{f}" for f in FLOW_SOURCES)):
         r = res["ratios"][name]
         assert r["non_keyframe_over_keyframe"] > 0 and r["mean_frame_over_per_frame"] > 0
     assert res["threads"] == 1 and res["size"] == [64, 128]

@@ -4,16 +4,16 @@
 
 Parts (median of ``--runs`` after ``--warmup``, batch 1, no grad): the keyframe (backbone + labels),
 the backbone alone, the labels (the fast path the segmenter uses and the exact x4-upsample-argmax),
-each flow source, warp, CoNet, distortion maps + fusion on the 1/4 grid. Streams: a
-SynthDrive clip of ``--frames`` frames through ``VideoSegmenter``, per-frame mode and EVSS at the
-keyframe interval with each flow source, timing every frame as the segmenter does (model and
+each flow source, warp, CoNet, distortion maps + fusion on the 1/4 grid. Streams: a SynthDrive
+clip of ``--frames`` frames through ``VideoSegmenter``, per-frame mode, and EVSS and warp-only at
+the keyframe interval with each flow source, timing every frame as the segmenter does (model and
 fusion, not decoding); the streams take turns ``--repeats`` times, and the medians of keyframe and
 non-keyframe times give the mean frame. The ``mv`` source's fields are decoded from the clip encoded to H.264 first;
 turning vectors into a dense field is part of decoding and is reported separately (``mv_field``),
 next to the decode time with and without ``export_mvs``.
 
 Ratios: non-keyframe / keyframe (stream medians) and average frame at the interval / per-frame
-backbone, for each flow source.
+backbone, for each flow source (EVSS: key ``NAME``; warp-only: ``warp_only_NAME``).
 """
 
 from __future__ import annotations
@@ -194,7 +194,9 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
         return keys
 
     # Streams take turns, ``repeats`` times, so a noisy neighbour on the machine hits them alike.
-    configs = {"per_frame": ("per_frame", None), **{f"evss_{n}": ("evss", n) for n in flows}}
+    # EVSS and warp-only (the default mode of weights whose CoNet does not pay off) with each flow
+    configs = {"per_frame": ("per_frame", None), **{f"evss_{n}": ("evss", n) for n in flows},
+               **{f"warp_only_{n}": ("warp_only", n) for n in flows}}
     times = {name: {"key": [], "non": []} for name in configs}
     keyframes = {}
     for _ in range(repeats):
@@ -208,12 +210,12 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
         streams[name] = {"frames": frames, "keyframes": k, "ms_keyframe": key, "ms_non_keyframe": non,
                          "ms_mean_frame": (k * key + (frames - k) * (non or 0.0)) / frames, "repeats": repeats}
     base = streams["per_frame"]["ms_mean_frame"]
-    for name in flows:
-        s = streams[f"evss_{name}"]
+    for stream, name in [(f"{mode}_{n}", n) for mode in ("evss", "warp_only") for n in flows]:
+        s = streams[stream]
         if name == "mv":  # building the field is decode-side work, but it is work: count it
             s["ms_mean_frame_with_field"] = s["ms_mean_frame"] + result["decode_ms"]["mv_field"] * (
                 s["frames"] - s["keyframes"]) / s["frames"]
-        result["ratios"][name] = {
+        result["ratios"][name if stream.startswith("evss_") else stream] = {
             "non_keyframe_over_keyframe": (s["ms_non_keyframe"] / s["ms_keyframe"]
                                            if s["ms_non_keyframe"] and s["ms_keyframe"] else None),
             "mean_frame_over_per_frame": s.get("ms_mean_frame_with_field", s["ms_mean_frame"]) / base,
