@@ -90,7 +90,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M("demo: TC scores occluded pixels", "src/evss/demo.py",
       (("np.where(clip.occlusion[t], 255, warped)", "np.where(False, 255, warped)"),), ("tests/test_demo.py",)),
     M("evss segment ignores --keyframe-interval", "src/evss/segment_video.py",
-      (("SegmenterConfig(keyframe_interval=args.keyframe_interval)", "SegmenterConfig()"),),
+      (("SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode)", "SegmenterConfig(mode=mode)"),),
       ("tests/test_segment_video.py",)),
     M("mIoU counts absent classes as 0", "src/evss/metrics.py",
       (("return float(np.nanmean(iou)) if np.isfinite(iou).any()", "return float(np.mean(np.nan_to_num(iou))) if np.isfinite(iou).any()"),),
