@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from evss.checkpoint import load_model, save_model
@@ -21,26 +22,18 @@ def _frames(folder):
     return folder
 
 
-def test_the_checkpoints_flow_source_is_the_default(tmp_path, tiny_weights, capsys):
+@pytest.mark.parametrize("field, value, flag, other, old", [
+    ("flow_source", "dis", "--flow", "learned", "flow learned,"),  # older checkpoints: the learned FlowNet
+    ("default_mode", "warp_only", "--mode", "evss", "mode evss,"),  # older checkpoints: Algorithm 1
+])
+def test_the_checkpoints_choice_is_the_default(tmp_path, tiny_weights, capsys, field, value, flag, other, old):
     model, config = load_model(tiny_weights)
-    dis = save_model(tmp_path / "dis.safetensors", model, dataclasses.replace(config, flow_source="dis"))
+    weights = save_model(tmp_path / "w.safetensors", model, dataclasses.replace(config, **{field: value}))
     frames = _frames(tmp_path / "frames")
-    assert main(["segment", str(frames), "-o", str(tmp_path / "a.mp4"), "--weights", str(dis)]) == 0
-    assert "flow dis," in capsys.readouterr().err
-    assert main(["segment", str(frames), "-o", str(tmp_path / "b.mp4"), "--weights", str(dis), "--flow", "learned"]) == 0
-    assert "flow learned," in capsys.readouterr().err
-    assert main(["segment", str(frames), "-o", str(tmp_path / "c.mp4"), "--weights", str(tiny_weights)]) == 0
-    assert "flow learned," in capsys.readouterr().err  # older checkpoints: the learned FlowNet
-
-
-def test_the_checkpoints_default_mode_is_the_default(tmp_path, tiny_weights, capsys):
-    model, config = load_model(tiny_weights)
-    warp_only = save_model(tmp_path / "w.safetensors", model, dataclasses.replace(config, default_mode="warp_only"))
-    frames = _frames(tmp_path / "frames")
-    assert main(["segment", str(frames), "-o", str(tmp_path / "a.mp4"), "--weights", str(warp_only)]) == 0
-    assert "mode warp_only," in capsys.readouterr().err
-    assert main(["segment", str(frames), "-o", str(tmp_path / "b.mp4"), "--weights", str(warp_only),
-                 "--mode", "evss"]) == 0
-    assert "mode evss," in capsys.readouterr().err
-    assert main(["segment", str(frames), "-o", str(tmp_path / "c.mp4"), "--weights", str(tiny_weights)]) == 0
-    assert "mode evss," in capsys.readouterr().err
+    word = flag.removeprefix("--")
+    runs = [(["--weights", str(weights)], f"{word} {value},"),
+            (["--weights", str(weights), flag, other], f"{word} {other},"),
+            (["--weights", str(tiny_weights)], old)]
+    for i, (args, needle) in enumerate(runs):
+        assert main(["segment", str(frames), "-o", str(tmp_path / f"{i}.mp4"), *args]) == 0
+        assert needle in capsys.readouterr().err

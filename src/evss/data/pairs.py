@@ -298,7 +298,26 @@ class SynthDriveSource:
 # The training-pair dataset
 # --------------------------------------------------------------------------------------------
 
-class PairDataset(Dataset):
+class TargetFrames(Dataset):
+    """Base of the per-target training datasets: ``targets`` lists (sequence, frame) pairs, and the
+    epoch (set by the loader) seeds each item's augmentation together with ``(seed, index)``."""
+
+    targets: tuple[tuple[int, int], ...] = ()
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def labelled_targets(source: SequenceSource) -> tuple[tuple[int, int], ...]:
+    """Every labelled frame of ``source`` as (sequence, frame)."""
+    return tuple((s, int(t)) for s in range(source.num_sequences()) for t in source.labelled_indices(s))
+
+
+class PairDataset(TargetFrames):
     """Training pairs (I_k, I_i) around every labelled frame I_i of a :class:`SequenceSource`.
 
     Each item is a dict:
@@ -330,17 +349,9 @@ class PairDataset(Dataset):
             raise ValueError("offsets must not be empty")
         self.edge_dilation = edge_dilation
         self.edge_void_value = edge_void_value
-        self.epoch = 0
-        self.targets: tuple[tuple[int, int], ...] = tuple(
-            (s, int(t)) for s in range(source.num_sequences()) for t in source.labelled_indices(s))
+        self.targets = labelled_targets(source)
         if not self.targets:
             raise DataError("the source has no labelled frames to train on")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.targets)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         s, t = self.targets[index]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from evss.classes import IGNORE_INDEX
-from evss.data.pairs import SequenceSource
+from evss.data.pairs import SequenceSource, TargetFrames, labelled_targets
 from evss.data.transforms import choose_offset, edge_target, image_to_tensor, label_to_tensor
 from evss.errors import DataError
 from evss.checkpoint import atomic_write
@@ -224,7 +224,7 @@ class TeacherCache:
         return {**self.__dict__, "_maps": {}}
 
 
-class CachedPairDataset:
+class CachedPairDataset(TargetFrames):
     """:class:`~evss.data.pairs.PairDataset`'s pairs with the teacher's cached outputs.
 
     Items: ``image`` (3, h, w) I_i and ``key_image`` (3, h, w) I_k (the learned flow needs both),
@@ -245,16 +245,9 @@ class CachedPairDataset:
         self.source, self.cache, self.thin = source, cache, tuple(thin_classes)
         self.crop_size, self.flip, self.seed, self.offsets = crop_size, flip, seed, tuple(offsets)
         self.use_flow, self.edge_dilation = use_flow, edge_dilation
-        self.epoch = 0
-        self.targets = tuple((s, int(t)) for s in range(source.num_sequences()) for t in source.labelled_indices(s))
+        self.targets = labelled_targets(source)
         if not self.targets:
             raise DataError("the source has no labelled frames to train on")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.targets)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         s, t = self.targets[index]
