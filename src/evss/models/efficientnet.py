@@ -73,8 +73,10 @@ class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "same" padding (extra pixel bottom/right), computed per input size."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = int(x.shape[-2]), int(x.shape[-1])
         k, s = self.kernel_size[0], self.stride[0]
+        if s == 1:  # odd kernel, stride 1: "same" is symmetric, so the conv pads without a copy
+            return F.conv2d(x, self.weight, self.bias, 1, k // 2, self.dilation, self.groups)
+        h, w = int(x.shape[-2]), int(x.shape[-1])
         pad_h = max((-(-h // s) - 1) * s + k - h, 0)
         pad_w = max((-(-w // s) - 1) * s + k - w, 0)
         if pad_h or pad_w:
@@ -103,8 +105,9 @@ class MBConvBlock(nn.Module):
         self.residual = stride == 1 and cin == args.cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x  # (N, mid, h, w)
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))  # (N, mid, h/s, w/s)
+        # in place: the conv/BN output is fresh, and ReLU6's backward needs only its own output
+        y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True) if self.has_expand else x  # (N, mid, h, w)
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)  # (N, mid, h/s, w/s)
         y = self._bn2(self._project_conv(y))  # (N, cout, h/s, w/s): linear bottleneck
         return x + y if self.residual else y  # no drop-connect: inference and fine-tuning alike
 
@@ -144,7 +147,7 @@ class EfficientNetLite(nn.Module):
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         x = image * self.scale - self.shift  # [0, 1] -> (x*255 - 127) / 128
-        x = F.relu6(self._bn0(self._conv_stem(x)))  # (N, 32, H/2, W/2)
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)  # (N, 32, H/2, W/2)
         features = []
         for i, block in enumerate(self._blocks):
             x = block(x)
