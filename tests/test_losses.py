@@ -172,3 +172,33 @@ def test_shape_errors_name_the_input():
     x = _inputs(8)
     x["edge_prob"] = x["edge_prob"].unsqueeze(1)  # (N, 1, H, W) is accepted
     assert torch.isfinite(evss_losses(**x, weights=LossWeights())["total"])
+
+
+def test_class_balance_weights_follow_median_frequency():
+    from evss.losses import class_balance_weights
+    counts = torch.tensor([800, 100, 100, 0])  # median frequency of the present classes: 0.1
+    w = class_balance_weights(counts, 1.0)
+    assert torch.allclose(w[:3], torch.tensor([0.125, 1.0, 1.0]))
+    assert w[3] == 10.0  # absent: the largest weight
+    assert torch.allclose(class_balance_weights(counts, 0.5)[0], torch.tensor(0.125 ** 0.5))
+    assert torch.equal(class_balance_weights(counts, 0.0)[:3], torch.ones(3))
+
+
+def test_weighted_ce_and_ohem_weight_the_classes():
+    from evss.losses import cross_entropy, ohem_cross_entropy
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=g)
+    target = torch.randint(0, 3, (2, 4, 5), generator=g)
+    target[0, 0, 0] = 255
+    ones = torch.ones(3)
+    assert torch.allclose(cross_entropy(logits, target, weight=ones), cross_entropy(logits, target))
+    w = torch.tensor([1.0, 3.0, 0.5])
+    per = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    valid = target != 255
+    wy = w[target.clamp(max=2)] * valid
+    assert torch.allclose(cross_entropy(logits, target, weight=w), (per * wy).sum() / wy.sum())
+    # OHEM keeps every pixel at threshold 1: then it is the weighted CE
+    assert torch.allclose(ohem_cross_entropy(logits, target, threshold=1.0, min_kept=1.0, weight=w),
+                          cross_entropy(logits, target, weight=w))
+    assert torch.allclose(ohem_cross_entropy(logits, target, threshold=1.0, min_kept=1.0, weight=ones),
+                          ohem_cross_entropy(logits, target, threshold=1.0, min_kept=1.0))

@@ -142,13 +142,18 @@ def test_lite0_backbone_stage_starts_from_imagenet_and_selects_on_held_out(tmp_p
     root = _camvid_tree(tmp_path / "data", NAMES)
     config = TrainConfig(stage="backbone", model="lite0", model_set=("backbone.decoder_channels=16",),
                          data="camvid", data_root=str(root), holdout=("0006R0_f03*",), crop_size=(64, 96),
-                         scale_range=(0.75, 1.5), color_jitter=0.2, seg_loss="ohem", optimizer="adamw",
-                         encoder_lr_mult=0.25, warmup_steps=1, schedule="poly", lr=1e-3, batch_size=2,
+                         scale_range=(0.75, 1.5), color_jitter=0.2, seg_loss="ohem", class_balance=0.5,
+                         optimizer="adamw", encoder_lr_mult=0.25, warmup_steps=1, schedule="poly", lr=1e-3, batch_size=2,
                          steps=4, eval_every=2, checkpoint_every=2, progress=False, tensorboard=False,
                          threads=2, out_dir=str(tmp_path / "run"))
     model, _ = train._build(config)  # the default init of a swiftnet preset is ImageNet
     state = torch.load(imagenet_weights_path("lite0"), map_location="cpu", weights_only=True)
     assert torch.equal(model.backbone.encoder._blocks[5]._depthwise_conv.weight, state["_blocks.5._depthwise_conv.weight"])
+    counts = train.build_dataset(config, train.resolve_model_config(config)).class_counts(11)
+    labels = [np.asarray(Image.open(p)) for p in sorted((root / "train" / "labels").glob("*.png"))
+              if not p.name.startswith("0006R0_f03")]
+    expected = np.bincount(np.concatenate([x.ravel() for x in labels]), minlength=256)[:11]
+    assert counts.tolist() == expected.tolist()  # the held-out frames are not counted
     result = train.main(config)
     assert result.step == 4 and [e["step"] for e in result.evals] == [2, 4]
     assert all(0.0 <= e["miou"] <= 1.0 for e in result.evals)

@@ -54,33 +54,67 @@ def _full(x: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
-                  ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Mean CE over the non-ignored pixels; exactly 0 (and differentiable) when there are none."""
+                  ignore_index: int = IGNORE_INDEX, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean CE over the non-ignored pixels; exactly 0 (and differentiable) when there are none.
+
+    With class weights ``weight`` (C,), the weighted mean sum(w_y * CE) / sum(w_y).
+    """
+    if weight is not None:
+        per_pixel = F.cross_entropy(_full(logits), target, ignore_index=ignore_index, reduction="none")  # (N, H, W)
+        valid = target != ignore_index  # (N, H, W)
+        w = weight.to(per_pixel)[target.clamp(0, weight.numel() - 1)] * valid  # (N, H, W)
+        return (per_pixel * w).sum() / w.sum().clamp(min=1e-12)
     total = F.cross_entropy(_full(logits), target, ignore_index=ignore_index, reduction="sum")
     count = (target != ignore_index).sum()
     return total / count.clamp(min=1)
 
 
+def class_balance_weights(counts: torch.Tensor, power: float, *, max_weight: float = 10.0) -> torch.Tensor:
+    """Median-frequency class weights (Eigen & Fergus) raised to ``power``: w_c = (median f / f_c)^power.
+
+    ``counts`` (C,) are the training labels' pixel counts per class. power 1 is plain median
+    frequency balancing, 0.5 a damped version, 0 no balancing. A class with no pixels gets the
+    largest weight (it cannot contribute anyway); weights are clipped to ``max_weight``.
+    """
+    if power < 0 or not math.isfinite(power):
+        raise ConfigError(f"class balance power must be a finite number >= 0, got {power!r}")
+    freq = counts.double() / counts.sum().clamp(min=1)  # (C,)
+    present = freq > 0
+    if not present.any():
+        raise ConfigError("class balance: the training labels hold no labelled pixel")
+    median = freq[present].median()
+    w = torch.full_like(freq, max_weight)
+    w[present] = (median / freq[present]) ** power
+    return w.clamp(max=max_weight).float()  # (C,)
+
+
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.7,
-                       min_kept: float = 1 / 16, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+                       min_kept: float = 1 / 16, ignore_index: int = IGNORE_INDEX,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
     """Online hard example mining CE (Shrivastava et al.; the BiSeNet/SwiftNet recipe).
 
     Keeps the pixels whose true-class probability is below ``threshold`` (the model has not
     learned them yet), but at least the ``min_kept`` fraction of the valid pixels with the largest
     loss. Thin and rare classes (poles, signs, people) stay hard for long, so they keep their
     weight while the easy road and sky pixels drop out. Mean over the kept pixels; 0 with none.
+    Class weights ``weight`` (C,) weight the kept pixels' mean; hardness is judged unweighted.
     """
     if not 0.0 < threshold <= 1.0 or not 0.0 < min_kept <= 1.0:
         raise ValueError(f"ohem threshold and min_kept must be in (0, 1], got {threshold}, {min_kept}")
     per_pixel = F.cross_entropy(_full(logits), target, ignore_index=ignore_index, reduction="none")  # (N, H, W)
-    losses = per_pixel[target != ignore_index]  # (P,)
+    valid = target != ignore_index  # (N, H, W)
+    losses = per_pixel[valid]  # (P,)
     if losses.numel() == 0:
         return per_pixel.sum() * 0.0
-    hard = losses[losses > -math.log(threshold)]  # p(true class) < threshold
+    kept = losses > -math.log(threshold)  # (P,) p(true class) < threshold
     keep = max(1, int(min_kept * losses.numel()))
-    if hard.numel() < keep:
-        hard = losses.topk(keep).values
-    return hard.mean()
+    if int(kept.sum()) < keep:
+        kept = torch.zeros_like(kept)
+        kept[losses.topk(keep).indices] = True
+    if weight is None:
+        return losses[kept].mean()
+    w = weight.to(losses)[target[valid]][kept]  # (K,)
+    return (losses[kept] * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def edge_loss(edge_prob: torch.Tensor, edge_target: torch.Tensor, *,

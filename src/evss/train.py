@@ -134,6 +134,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear warm-up from lr/10
     encoder_lr_mult: float = 1.0  # lr of a pretrained encoder's parameters relative to lr
     seg_loss: str = "ce"  # backbone stage: "ce" | "ohem" (hard pixels only, see losses.ohem_cross_entropy)
+    class_balance: float = 0.0  # backbone stage: median-frequency class weights ** this power (0 = off)
     # Loss weights of Eq. (6): the paper states none; the authors' code uses 0.2/0.5/0.1/0.2.
     lambda_warp: float = 0.2
     lambda_semantic: float = 0.5
@@ -195,6 +196,7 @@ class TrainConfig:
         check(0 <= self.warmup_steps < self.steps, f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
         check(0 < self.encoder_lr_mult <= 10, f"encoder_lr_mult must be in (0, 10], got {self.encoder_lr_mult}")
         check(0 <= self.color_jitter < 1, f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        check(0 <= self.class_balance <= 2, f"class_balance must be in [0, 2], got {self.class_balance}")
         check(self.scale_range is None or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 8),
               f"scale_range must be (low, high) with 0 < low <= high <= 8, got {self.scale_range}")
         check(self.flow_source in ("learned", "dis"), f"flow_source {self.flow_source!r} is not 'learned' or "
@@ -480,6 +482,16 @@ class LabelledFrames:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def class_counts(self, num_classes: int) -> "torch.Tensor":
+        """Pixel count per class over the training labels (ignored pixels and ids >= C left out)."""
+        import numpy as np
+        import torch
+        counts = np.zeros(num_classes, np.int64)
+        for s, t in self.targets:
+            label = np.asarray(self.source.label(s, t)).ravel()
+            counts += np.bincount(label[label < num_classes], minlength=num_classes)[:num_classes]
+        return torch.from_numpy(counts)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         import numpy as np
 
@@ -743,12 +755,14 @@ def up4(x: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
     return y[..., : size[0], : size[1]]  # (N, C, H, W)
 
 
-def segmentation_loss(logits: "torch.Tensor", label: "torch.Tensor", *, kind: str = "ce") -> dict[str, "torch.Tensor"]:
-    """Backbone stage: CE (or OHEM CE) of the x4-upsampled 1/4 logits against the labels, 255 ignored."""
+def segmentation_loss(logits: "torch.Tensor", label: "torch.Tensor", *, kind: str = "ce",
+                      weight: "torch.Tensor | None" = None) -> dict[str, "torch.Tensor"]:
+    """Backbone stage: CE (or OHEM CE) of the x4-upsampled 1/4 logits against the labels, 255
+    ignored; ``weight`` (C,) are optional class weights."""
     from evss.classes import IGNORE_INDEX
     from evss.losses import cross_entropy, ohem_cross_entropy
     loss = ohem_cross_entropy if kind == "ohem" else cross_entropy
-    ce = loss(up4(logits, tuple(label.shape[-2:])), label, ignore_index=IGNORE_INDEX)
+    ce = loss(up4(logits, tuple(label.shape[-2:])), label, ignore_index=IGNORE_INDEX, weight=weight)
     return {"ce": ce, "total": ce}
 
 
@@ -1338,14 +1352,23 @@ def train_backbone(config: TrainConfig, rt: Runtime) -> TrainResult:
     net = model.backbone
     net.requires_grad_(True)  # EVSSNet freezes it; this stage trains it
     held_out = HeldOutFrames(build_source(config), config.holdout) if config.holdout else None
+    dataset = build_dataset(config, model_config)
+    weight = None
+    if config.class_balance:
+        from evss.losses import class_balance_weights
+        weight = class_balance_weights(dataset.class_counts(model_config.num_classes),
+                                       config.class_balance).to(rt.device)
+        if rt.is_main:
+            print(f"evss train backbone: class weights (median frequency ** {config.class_balance}): "
+                  + " ".join(f"{w:.2f}" for w in weight.tolist()), file=sys.stderr)
 
     def losses(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
-        return segmentation_loss(module(batch["image"]), batch["label"], kind=config.seg_loss)
+        return segmentation_loss(module(batch["image"]), batch["label"], kind=config.seg_loss, weight=weight)
 
     def evaluate() -> dict[str, float]:
         return held_out.miou(net, model_config.num_classes, rt.device)
 
-    return fit(config, rt, Stage(model=model, trained=net, dataset=build_dataset(config, model_config),
+    return fit(config, rt, Stage(model=model, trained=net, dataset=dataset,
                                  losses=losses, evaluate=evaluate if held_out else None), model_config)
 
 
@@ -1564,6 +1587,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup-steps", type=int, default=None)
     g.add_argument("--encoder-lr-mult", type=float, default=None, help="pretrained encoder lr / lr")
     g.add_argument("--seg-loss", choices=("ce", "ohem"), default=None, help="backbone stage loss")
+    g.add_argument("--class-balance", type=float, default=None, metavar="POWER",
+                   help="backbone stage: weight classes by (median frequency / frequency) ** POWER "
+                        "(0.5 damped, 1 full; default 0 = off)")
     g.add_argument("--loss-weights", type=_weights, default=None, metavar="W,S,E,ES",
                    help="lambda_w, lambda_s, lambda_e, lambda_es of Eq. (6) (default 0.2,0.5,0.1,0.2)")
     g.add_argument("--es-mask", choices=("paper", "official"), default=None)
