@@ -217,3 +217,36 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
             _merge(base[k], v)
         else:
             base[k] = v
+
+
+def parse_override(item: str, *, what: str = "override") -> tuple[str, Any]:
+    """``"key.sub=value"`` -> ``("key.sub", value)``: the value is read as JSON (numbers, true/false,
+    null, lists) and otherwise kept as a bare string (``distortion.mode=coarse``)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{what} {item!r} is not KEY=VALUE (e.g. distortion.w_f=0.3)")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return key.strip(), value
+
+
+def apply_overrides(config: EVSSConfig, overrides: dict[str, Any], *, what: str = "override") -> EVSSConfig:
+    """``config`` with dotted-key overrides applied; an unknown key or a whole section raises
+    ConfigError naming the key and the known ones, a wrong type names the key too."""
+    data = to_dict(config)
+    for key, value in overrides.items():
+        node, parts = data, key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                where = ".".join(parts[:i]) or "the model config"
+                known = sorted(node) if isinstance(node, dict) else []
+                raise ConfigError(f"{what} {key}={value!r}: {where} has no key {part!r}; known: {known}")
+            if i == len(parts) - 1:
+                if isinstance(node[part], dict):
+                    raise ConfigError(f"{what} {key}: {key} is a section, set one of its keys")
+                node[part] = value
+            else:
+                node = node[part]
+    return from_dict(EVSSConfig, data, where=f"model config (after {what}s)")

@@ -8,96 +8,53 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+# name -> (help, module with the command's flags, module whose run(args) carries it out). The flag
+# modules import only the standard library, so building the parser (`evss --help`) stays fast;
+# the command's own module, with torch and the model, is imported when that command runs.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("segment a generated driving clip with the built-in model and print timing",
+             "evss.cli.demo", "evss.apps.demo"),
+    "synth": ("generate SynthDrive clips with dense ground truth", "evss.cli.synth", "evss.apps.synth"),
+    "convert": ("convert the authors' .pth files into one evss safetensors checkpoint",
+                "evss.cli.convert", "evss.apps.convert"),
+    "segment": ("segment a video file, a folder of frames or a glob", "evss.cli.segment", "evss.apps.segment"),
+    "train": ("train a stage: backbone, flow or evss", "evss.cli.train", "evss.train"),
+    "bench": ("time each part and end to end against the per-frame backbone", "evss.cli.bench", "evss.apps.bench"),
+    "export": ("export the keyframe and non-keyframe graphs (ONNX, torch.export)", "evss.cli.export",
+               "evss.apps.export"),
+    "eval": ("evaluate with the paper's protocol (mIoU per interval, TC, CL, speed)", "evss.cli.evaluate",
+             "evss.apps.evaluate"),
+}
+# during the move to evss.cli.* / evss.apps.*: commands whose flags still live beside their code
+_LEGACY = {"segment": "evss.segment_video", "train": "evss.train", "bench": "evss.bench",
+           "export": "evss.export", "eval": "evss.evaluate"}
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 256x512") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
-    return h, w
-
-
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="segment a generated driving clip with the built-in model and print timing")
-    p.add_argument("--frames", type=int, default=20, help="clip length (default 20)")
-    p.add_argument("--size", type=_size, default=(256, 512), help="frame size HxW (default 256x512)")
-    p.add_argument("--keyframe-interval", type=int, default=5)
-    p.add_argument("--weights", default=None, help="built-in name or checkpoint path (default: built-in demo model)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, default=Path("evss-demo"),
-                   help="output folder for overlay.mp4, panel.mp4 and summary.json (default evss-demo)")
-    p.set_defaults(func=lambda a: __import__("evss.demo", fromlist=["run"]).run(a))
-
-
-def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate SynthDrive clips with dense ground truth")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--clips", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=_size, default=(256, 512), help="frame size HxW (default 256x512)")
-    p.add_argument("--frames", type=int, default=30, help="frames per clip (default 30)")
-    p.add_argument("--difficulty", type=float, default=1.0)
-    p.add_argument("--preview", action="store_true", help="also write preview.png, a contact sheet")
-
-    def run(a: argparse.Namespace) -> int:
-        from evss.data.synthdrive import SynthDriveConfig, write_dataset
-        cfg = SynthDriveConfig(height=a.size[0], width=a.size[1], frames=a.frames, difficulty=a.difficulty)
-        manifest = write_dataset(a.out, clips=a.clips, seed=a.seed, config=cfg, preview=a.preview)
-        print(f"wrote {a.clips} clips to {a.out} (manifest {manifest})")
-        return 0
-
-    p.set_defaults(func=run)
-
-
-def _add_delegated(sub: argparse._SubParsersAction, name: str, module: str, help: str) -> None:
-    """Commands whose options live beside their code (``add_arguments``/``run``); each module keeps
-    its heavy imports inside functions so ``evss --help`` stays fast."""
-    import importlib
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # pragma: no cover - a partial install
-        if exc.name != module:
-            raise
-        return
-    p = sub.add_parser(name, help=help)
-    mod.add_arguments(p)
-    p.set_defaults(func=mod.run)
-
-
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert the authors' .pth files into one evss safetensors checkpoint")
-    p.add_argument("inputs", nargs="+", type=Path, help="csrnet_*.pth [flownet.pth] or one evss_*_best.pth")
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--half", action="store_true", help="store fp16 weights")
-
-    def run(a: argparse.Namespace) -> int:
-        from evss.checkpoint import load_official_model, save_model
-        model, config = load_official_model(*a.inputs)
-        save_model(a.output, model, config, half=a.half)
-        print(f"wrote {a.output} ({config.num_classes} classes, preset {config.name})")
-        return 0
-
-    p.set_defaults(func=run)
+def _runner(app: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+        return importlib.import_module(app).run(args)
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
     parser = argparse.ArgumentParser(prog="evss", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_demo(sub)
-    _add_synth(sub)
-    _add_convert(sub)
-    _add_delegated(sub, "segment", "evss.segment_video", "segment a video file, a folder of frames or a glob")
-    _add_delegated(sub, "train", "evss.train", "train a stage: backbone, flow or evss")
-    _add_delegated(sub, "bench", "evss.bench", "time each part and end to end against the per-frame backbone")
-    _add_delegated(sub, "export", "evss.export", "export the keyframe and non-keyframe graphs (ONNX, torch.export)")
-    _add_delegated(sub, "eval", "evss.evaluate", "evaluate with the paper's protocol (mIoU per interval, TC, CL, speed)")
+    for name, (help_text, flags, app) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        try:
+            importlib.import_module(flags).add_arguments(p)
+        except ModuleNotFoundError as exc:
+            if exc.name != flags or name not in _LEGACY:
+                raise
+            legacy = importlib.import_module(_LEGACY[name])
+            legacy.add_arguments(p)
+            p.set_defaults(func=legacy.run)
+            continue
+        p.set_defaults(func=_runner(app))
     return parser
 
 
