@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from evss.errors import EvssError
 from evss.models.backbone import prepare_inference
-from evss.models.distortion import coarse_map, fine_map, fuse
+from evss.models.distortion import coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
 from evss.models.upsample import labels_from_quarter
@@ -256,8 +256,8 @@ class VideoSegmenter:
         merged = fuse(up_w, up_u, fine, distortion)  # (1, C, H, W)
         labels = merged.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
         # P_i on the 1/4 grid for the next coarse map: the quarter-grid merge's argmax.
-        q_fine = fine_map(coarse, correction.edge_probability(edge_scores), distortion)
-        pred = fuse(warped, updated, q_fine, distortion).argmax(dim=1)
+        q_merged, _, q_fine = merge(warped, updated, correction.edge_probability(edge_scores), key_pred, distortion)
+        pred = q_merged.argmax(dim=1)
         maps = {"coarse": coarse, "edge": correction.edge_probability(edge_scores), "fine": q_fine}
         full = {"coarse": coarse_up[0, 0].float().cpu().numpy(), "edge": edge[0, 0].float().cpu().numpy(),
                 "fine": fine[0, 0].float().cpu().numpy()} if self.return_maps else None

@@ -47,3 +47,15 @@ def fuse(warped: torch.Tensor, updated: torch.Tensor, fine: torch.Tensor, config
     if not config.use_warped:
         return fine * updated  # Table IV: the warped features are blocked from the merge
     return (1.0 - fine) * warped + fine * updated  # (N, C, h, w)
+
+
+def merge(warped: torch.Tensor, updated: torch.Tensor, edge: torch.Tensor, key_pred: torch.Tensor,
+          config: DistortionConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eqs. (3)-(5) in one call: (F^m, M^c, M^f) from F^w, F^u, M^e and P_k, all on one grid.
+
+    The one home of the non-keyframe merge: training, streaming (quarter or full resolution),
+    the bench and the cost table all call it.
+    """
+    coarse = coarse_map(warped, key_pred)  # (N, 1, h, w) Eq. (3)
+    fine = fine_map(coarse, edge, config)  # (N, 1, h, w) Eq. (4)
+    return fuse(warped, updated, fine, config), coarse, fine  # (N, C, h, w) Eq. (5)

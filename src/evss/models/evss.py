@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from evss.models.correction import CoNet
-from evss.models.distortion import DistortionConfig, coarse_map, fine_map, fuse
+from evss.models.distortion import DistortionConfig, merge
 from evss.models.flow import FlowEstimator
 from evss.models.warp import warp
 
@@ -38,9 +38,7 @@ def rectify(*, correction: CoNet, distortion: DistortionConfig, image: torch.Ten
     """Lines 9-15 of Algorithm 1 for one non-keyframe; shared by training and streaming."""
     updated, edge_scores = correction(image, warped)  # (N, C, h, w), (N, 1|2, h, w)
     edge = correction.edge_probability(edge_scores)  # (N, 1, h, w)
-    coarse = coarse_map(warped, key_pred)  # (N, 1, h, w)
-    fine = fine_map(coarse, edge, distortion)  # (N, 1, h, w)
-    merged = fuse(warped, updated, fine, distortion)  # (N, C, h, w)
+    merged, coarse, fine = merge(warped, updated, edge, key_pred, distortion)  # (N, C, h, w), 2x (N, 1, h, w)
     return {"updated_logits": updated, "edge_scores": edge_scores, "edge_map": edge,
             "coarse_map": coarse, "fine_map": fine, "merged_logits": merged}
 
