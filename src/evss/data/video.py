@@ -23,7 +23,6 @@ replicated row/column; ``pix_fmt="yuv444p"`` keeps odd sizes exactly (fewer play
 
 from __future__ import annotations
 
-import glob as globlib
 import math
 import os
 import queue
@@ -37,9 +36,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from evss.errors import EvssError
+from evss.media.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_files as _frame_files
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 DEFAULT_FPS = Fraction(25)  # for folders of frames, which carry no rate
 
 
@@ -85,26 +83,6 @@ def output_size(height: int, width: int, max_size: int | None) -> tuple[int, int
         return height, width
     s = max_size / max(height, width)
     return max(1, round(height * s)), max(1, round(width * s))
-
-
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-def _frame_files(source: str) -> list[Path] | None:
-    """The image files of a folder or a glob, in natural order; None if ``source`` is neither."""
-    p = Path(source)
-    if p.is_dir():
-        files = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
-        if not files:
-            raise EvssError(f"{source}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
-        return sorted(files, key=_natural_key)
-    if any(ch in source for ch in "*?[") and not p.exists():
-        files = [Path(f) for f in globlib.glob(source) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-        if not files:
-            raise EvssError(f"{source}: the pattern matches no image files")
-        return sorted(files, key=_natural_key)
-    return None
 
 
 ON_ERROR = ("stop", "skip")
