@@ -23,12 +23,9 @@ import torch
 
 from evss import train
 from evss.checkpoint import save_model
+from evss.cli.args import size
 from evss.config import build_model, preset
-
-
-def size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
+from evss.device import resolve_device
 
 
 def cpu_name() -> str:
@@ -66,7 +63,7 @@ def main() -> None:
                       log_every=total, eval_every=0, progress=False, tensorboard=False, threads=a.threads,
                       device=a.device, amp=a.amp, synth_clips=1, synth_frames=8, synth_size=(h, w),
                       flow_pairs=a.batch_size * total, flow_eval_pairs=a.batch_size)
-        device = train.setup_runtime(train.TrainConfig(device=a.device)).device
+        device = resolve_device(a.device)
         print(f"device {device} ({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
               f"torch {torch.__version__}, threads {torch.get_num_threads()}, preset {a.preset}, "
               f"crop {h}x{w}, batch {a.batch_size}, amp {a.amp if device.type == 'cuda' else 'off'}; "

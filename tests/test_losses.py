@@ -202,3 +202,76 @@ def test_weighted_ce_and_ohem_weight_the_classes():
                           cross_entropy(logits, target, weight=w))
     assert torch.allclose(ohem_cross_entropy(logits, target, threshold=1.0, min_kept=1.0, weight=ones),
                           ohem_cross_entropy(logits, target, threshold=1.0, min_kept=1.0))
+
+
+# ---- the stages' losses ------------------------------------------------------------------------------
+
+def test_multiscale_epe_convention():
+    from evss.losses import full_resolution_epe, multiscale_epe
+    target = torch.zeros(1, 2, 64, 128)
+    target[:, 0] = 8.0  # 8 full-resolution pixels to the right everywhere
+    sizes = [(1, 2), (2, 4), (4, 8), (8, 16)]  # flow6..flow3 grids of 64x128
+    exact = multiscale_epe(torch.full((1, 2, 16, 32), 0.0).index_fill_(1, torch.tensor([0]), 2.0),
+                           [torch.zeros(1, 2, *s).index_fill_(1, torch.tensor([0]), 0.4) for s in sizes], target)
+    assert float(exact["total"]) == pytest.approx(0.0, abs=1e-6)  # raw = px / 20, flow2 = px / 4
+    zero = multiscale_epe(torch.zeros(1, 2, 16, 32), [torch.zeros(1, 2, *s) for s in sizes], target)
+    assert all(float(zero[f"epe{n}"]) == pytest.approx(8.0) for n in (6, 5, 4, 3, 2))
+    assert float(zero["total"]) == pytest.approx(8.0)  # normalised weights: a weighted mean EPE
+    up = full_resolution_epe(torch.full((1, 2, 16, 32), 0.0).index_fill_(1, torch.tensor([0]), 2.0), target)
+    assert float(up[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_stage_losses_upsample_with_the_models_upsample4():
+    """The x4 upsampling of the losses is the model's (bilinear, align_corners=False, cropped to
+    the label size), also for a label size that is not a multiple of 4 and for bfloat16 logits."""
+    from evss.losses import cross_entropy, full_resolution_epe, segmentation_loss
+    from evss.models.upsample import upsample4
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 5, 4, 6, generator=g)  # a 1/4 grid of ceil(15/4) x ceil(22/4)
+    label = torch.randint(0, 5, (2, 15, 22), generator=g)
+    up = upsample4(logits, (15, 22))  # (2, 5, 15, 22)
+    by_hand = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)[:, :, :15, :22]
+    assert torch.equal(up, by_hand)
+    assert torch.allclose(segmentation_loss(logits, label)["total"], cross_entropy(up, label))
+    half = segmentation_loss(logits.bfloat16(), label)["total"]
+    assert half.dtype == torch.float32
+    assert torch.allclose(half, cross_entropy(upsample4(logits.bfloat16().float(), (15, 22)), label))
+    flow2, target = torch.randn(1, 2, 4, 6, generator=g), torch.randn(1, 2, 15, 22, generator=g)
+    epe = torch.linalg.vector_norm(4 * upsample4(flow2, (15, 22)) - target, dim=1).mean()
+    assert torch.allclose(full_resolution_epe(flow2, target)[0], epe)
+
+
+def test_evss_step_losses_upsample_then_apply_eq_6():
+    """evss_step_losses on 1/4-grid outputs = evss_losses on the x4-upsampled maps, M^e taken
+    from the upsampled edge scores (softmax after upsampling, as the authors)."""
+    from types import SimpleNamespace
+
+    from evss.losses import evss_step_losses
+    from evss.models.upsample import upsample4
+    g = torch.Generator().manual_seed(4)
+    n, c, h, w = 2, 4, 3, 5
+    out = SimpleNamespace(warped_logits=torch.randn(n, c, h, w, generator=g),
+                          merged_logits=torch.randn(n, c, h, w, generator=g),
+                          updated_logits=torch.randn(n, c, h, w, generator=g),
+                          edge_scores=torch.randn(n, 2, h, w, generator=g),
+                          fine_map=torch.rand(n, 1, h, w, generator=g))
+    size = (11, 18)
+    pseudo = torch.randint(0, c, (n, *size), generator=g)
+    edge_t = (torch.rand(n, *size, generator=g) > 0.8).long()
+    weights = LossWeights(warp=0.3, semantic=0.7, edge=0.11, edge_semantic=0.13)
+
+    def softmax_edge(scores):  # the official CoNet's edge_probability
+        return scores.softmax(dim=1)[:, 1:2]
+
+    got = evss_step_losses(out, pseudo_label=pseudo, edge_target=edge_t, edge_probability=softmax_edge,
+                           weights=weights)
+    expected = evss_losses(warped_logits=upsample4(out.warped_logits, size),
+                           merged_logits=upsample4(out.merged_logits, size),
+                           updated_logits=upsample4(out.updated_logits, size),
+                           edge_prob=softmax_edge(upsample4(out.edge_scores, size))[:, 0],
+                           fine_map=upsample4(out.fine_map, size)[:, 0], pseudo_label=pseudo, edge_target=edge_t,
+                           weights=weights)
+    for key in ("warp", "semantic", "edge", "edge_semantic", "total"):
+        assert torch.allclose(got[key], expected[key]), key
+    total = sum(getattr(weights, k) * expected[k] for k in ("warp", "semantic", "edge", "edge_semantic"))
+    assert torch.allclose(got["total"], total)  # Eq. (6)

@@ -3,7 +3,7 @@
 Which features each term sees (L_w: F^w, L_s: F^m, L_es: F^u gated by M^f), where the pseudo-label
 comes from (the frozen backbone on I_i, not I_k), where the edge target comes from (the labels, or
 the pseudo-label for unlabelled samples), and that every lambda reaches the total: through
-``evss_step_losses`` and through the stage that ``train_evss`` builds from a TrainConfig.
+``evss_batch_losses`` and through the stage that ``train_evss`` builds from a TrainConfig.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from evss import train
+from evss.train import stages
 from evss.classes import LABEL_SPACES
 from evss.losses import LossWeights
 
@@ -83,9 +84,9 @@ def pair_batch(synth_clip):
     return {"key_image": frames[[0, 2]], "image": frames[[3, 6]], "label": label, "edge": edge}
 
 
-def test_evss_step_losses_match_the_hand_computation(tiny_model, pair_batch):
-    got = train.evss_step_losses(tiny_model, pair_batch, net=tiny_model, weights=WEIGHTS, es_mask="paper",
-                                 thin_classes=THIN)
+def test_evss_batch_losses_match_the_hand_computation(tiny_model, pair_batch):
+    got = train.evss_batch_losses(tiny_model, pair_batch, net=tiny_model, weights=WEIGHTS, es_mask="paper",
+                                  thin_classes=THIN)
     hand = by_hand(tiny_model, pair_batch)
     check(got, hand, WEIGHTS)
     assert 0.05 < float((hand["m_f"] > 0.5).float().mean()) < 0.95  # L_es sees some pixels, not all
@@ -94,7 +95,7 @@ def test_evss_step_losses_match_the_hand_computation(tiny_model, pair_batch):
 def evss_stage(tiny_weights, tmp_path, monkeypatch, **over):
     """The Stage that ``train_evss`` hands to ``fit`` for a small config with WEIGHTS as its lambdas."""
     captured = {}
-    monkeypatch.setattr(train, "fit", lambda config, rt, stage, model_config: captured.setdefault("stage", stage))
+    monkeypatch.setattr(stages, "fit", lambda config, rt, stage, model_config: captured.setdefault("stage", stage))
     config = train.TrainConfig(stage="evss", model="tiny", teacher=str(tiny_weights), out_dir=str(tmp_path / "run"),
                                synth_clips=1, synth_frames=6, synth_size=(64, 128), crop_size=(64, 128),
                                batch_size=2, progress=False, tensorboard=False, threads=1,

@@ -16,6 +16,7 @@ import torch
 
 from evss import train
 from evss.errors import ConfigError, EvssError
+from evss.losses import segmentation_loss
 from evss.train import ABLATIONS, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,21 +101,6 @@ def test_evss_stage_loss_falls_with_teacher_and_pretrained_flow(backbone_run, fl
         assert torch.equal(model.backbone.state_dict()[k], v), k
 
 
-def test_multiscale_epe_convention():
-    target = torch.zeros(1, 2, 64, 128)
-    target[:, 0] = 8.0  # 8 full-resolution pixels to the right everywhere
-    sizes = [(1, 2), (2, 4), (4, 8), (8, 16)]  # flow6..flow3 grids of 64x128
-    exact = train.multiscale_epe(torch.full((1, 2, 16, 32), 0.0).index_fill_(1, torch.tensor([0]), 2.0),
-                                 [torch.zeros(1, 2, *s).index_fill_(1, torch.tensor([0]), 0.4) for s in sizes],
-                                 target)
-    assert float(exact["total"]) == pytest.approx(0.0, abs=1e-6)  # raw = px / 20, flow2 = px / 4
-    zero = train.multiscale_epe(torch.zeros(1, 2, 16, 32), [torch.zeros(1, 2, *s) for s in sizes], target)
-    assert all(float(zero[f"epe{n}"]) == pytest.approx(8.0) for n in (6, 5, 4, 3, 2))
-    assert float(zero["total"]) == pytest.approx(8.0)  # normalised weights: a weighted mean EPE
-    up = train.full_resolution_epe(torch.full((1, 2, 16, 32), 0.0).index_fill_(1, torch.tensor([0]), 2.0), target)
-    assert float(up[0]) == pytest.approx(0.0, abs=1e-6)
-
-
 # ---- resuming -------------------------------------------------------------------------------------
 
 def test_resume_reproduces_the_uninterrupted_losses(backbone_run, tmp_path):
@@ -147,7 +133,7 @@ def test_non_finite_losses_are_skipped_then_stop_keeping_the_last_good_checkpoin
     calls = []
 
     def losses(module, batch):
-        out = train.segmentation_loss(module(batch["image"]), batch["label"])
+        out = segmentation_loss(module(batch["image"]), batch["label"])
         calls.append(1)
         if len(calls) in (2,) or len(calls) >= 4:  # one isolated bad step, then only bad ones
             out = {k: v * float("nan") for k, v in out.items()}
@@ -252,12 +238,13 @@ def test_cli_flags_override_the_config_file(tmp_path):
             ["train", "flow", "--config", str(CONFIGS / "evss_tiny_test.json")]))
 
 
-def test_cli_runs_a_stage_and_the_module_imports_no_torch(tmp_path):
+def test_cli_runs_a_stage_and_its_flags_import_no_torch(tmp_path):
     from evss.cli import main as cli_main
     code = cli_main(["train", "backbone", "--config", str(CONFIGS / "backbone_tiny_test.json"), "--steps", "2",
                      "--out", str(tmp_path), "--no-progress", "--no-tensorboard"])
     assert code == 0 and (tmp_path / "last.safetensors").is_file() and (tmp_path / "metrics.jsonl").is_file()
-    probe = subprocess.run([sys.executable, "-c", "import sys, evss.train; print('torch' in sys.modules)"],
+    probe = subprocess.run([sys.executable, "-c", "import sys, evss.cli; evss.cli.build_parser(); "
+                            "print('torch' in sys.modules)"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "False"
     assert cli_main(["train", "evss", "--config", str(CONFIGS / "evss_tiny_test.json"), "--teacher",

@@ -14,6 +14,8 @@ from PIL import Image
 
 from conftest import need_module
 from evss import train
+from evss.data.pairs import LabelledFrames
+from evss.data.sources import frame_name
 from evss.data.transforms import color_jitter, random_scale
 from evss.errors import ConfigError
 from evss.losses import ohem_cross_entropy
@@ -119,8 +121,8 @@ def test_holdout_frames_are_kept_out_of_training(tmp_path):
     root = _camvid_tree(tmp_path, NAMES)
     config = TrainConfig(stage="backbone", data="camvid", data_root=str(root), holdout=("0006R0_f03*",))
     source = train.build_source(config)
-    frames = train.LabelledFrames(source, crop_size=None, flip=False, seed=0, exclude=config.holdout)
-    names = {train.frame_name(source, s, t) for s, t in frames.targets}
+    frames = LabelledFrames(source, crop_size=None, flip=False, seed=0, exclude=config.holdout)
+    names = {frame_name(source, s, t) for s, t in frames.targets}
     assert names == set(NAMES[:3])
     assert len(train.HeldOutFrames(source, config.holdout)) == 2
     with pytest.raises(ConfigError, match="matches no labelled frame"):
@@ -133,7 +135,7 @@ def test_init_imagenet_is_for_pretrained_encoders_only(tmp_path):
     config = TrainConfig(stage="backbone", model="tiny", init="imagenet", data="synthdrive", synth_clips=1,
                          synth_frames=2, synth_size=(32, 64), crop_size=(32, 64), out_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="no pretrained encoder"):
-        train._build(config)
+        train.init_model(config)
 
 
 def test_lite0_backbone_stage_starts_from_imagenet_and_selects_on_held_out(tmp_path):
@@ -146,7 +148,7 @@ def test_lite0_backbone_stage_starts_from_imagenet_and_selects_on_held_out(tmp_p
                          optimizer="adamw", encoder_lr_mult=0.25, warmup_steps=1, schedule="poly", lr=1e-3, batch_size=2,
                          steps=4, eval_every=2, checkpoint_every=2, progress=False, tensorboard=False,
                          threads=2, out_dir=str(tmp_path / "run"))
-    model, _ = train._build(config)  # the default init of a swiftnet preset is ImageNet
+    model, _ = train.init_model(config)  # the default init of a swiftnet preset is ImageNet
     state = torch.load(imagenet_weights_path("lite0"), map_location="cpu", weights_only=True)
     assert torch.equal(model.backbone.encoder._blocks[5]._depthwise_conv.weight, state["_blocks.5._depthwise_conv.weight"])
     counts = train.build_dataset(config, train.resolve_model_config(config)).class_counts(11)
@@ -174,7 +176,7 @@ def test_extra_data_sources_are_trained_on_together(tmp_path):
     assert source.num_sequences() == 2 + 2  # CamVid's 0001TP and 0006R0, then two generated clips
     assert source.frame(3, 2).shape == (32, 64, 3) and source.frame(0, 0).shape == (64, 96, 3)
     assert source.label(3, 1).shape == (32, 64)
-    assert train.frame_name(source, 1, 0) == "0006R0_f03000"  # held-out patterns still see file names
+    assert frame_name(source, 1, 0) == "0006R0_f03000"  # held-out patterns still see file names
     with pytest.raises(ConfigError, match="another label space"):
         TrainConfig(stage="backbone", data="camvid", extra_data=("cityscapes:x",))
     with pytest.raises(ConfigError, match="not one of"):

@@ -1,4 +1,8 @@
-"""The four training losses of Eq. (6)-(7), as pure functions of tensors.
+"""The training losses, as pure functions of tensors; each stage's loss returns a dict with ``total``.
+
+* backbone stage: :func:`segmentation_loss` (CE or OHEM CE of the x4-upsampled logits);
+* flow stage: :func:`multiscale_epe` (FlowNet's multi-scale end-point error);
+* evss stage: :func:`evss_step_losses`, the four losses of Eq. (6)-(7) on one EVSSNet step:
 
     L = lambda_w L_w + lambda_s L_s + lambda_e L_e + lambda_es L_es                        (6)
 
@@ -19,6 +23,7 @@ Choices where the paper is loose (documented in :func:`evss_losses`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +31,8 @@ import torch.nn.functional as F
 
 from evss.classes import IGNORE_INDEX
 from evss.errors import ConfigError
+from evss.models.evss import EVSSOutput
+from evss.models.upsample import upsample4
 
 ES_MASKS = ("paper", "official")
 
@@ -247,3 +254,82 @@ def evss_losses(*, warped_logits: torch.Tensor | None, merged_logits: torch.Tens
             out[key] = zero
     out["total"] = total
     return out
+
+
+# ---- the stages' losses -----------------------------------------------------------------------------
+
+def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A 1/4-grid map at label size, in float32 (the losses are computed in full precision)."""
+    return upsample4(x.float(), size)  # (N, C, H, W)
+
+
+def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, *, kind: str = "ce",
+                      weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Backbone stage: CE (``kind="ce"``) or OHEM CE (``"ohem"``) of the 1/4-grid ``logits``
+    (N, C, h, w), upsampled x4, against ``label`` (N, H, W), 255 ignored; ``weight`` (C,) are
+    optional class weights. Returns ``ce`` and ``total`` (the same tensor)."""
+    loss = ohem_cross_entropy if kind == "ohem" else cross_entropy
+    ce = loss(_up(logits, tuple(label.shape[-2:])), label, ignore_index=IGNORE_INDEX, weight=weight)
+    return {"ce": ce, "total": ce}
+
+
+def multiscale_epe(flow2: torch.Tensor, pyramid: Sequence[torch.Tensor], target: torch.Tensor,
+                   weights: Sequence[float] = (0.005, 0.01, 0.02, 0.08, 0.32)) -> dict[str, torch.Tensor]:
+    """FlowNet's multi-scale end-point error, every level in full-resolution pixels.
+
+    ``flow2`` (N, 2, H/4, W/4) is FlowNet's output in 1/4-grid pixels (``5 * predict_flow2``);
+    ``pyramid`` holds the raw ``predict_flow6..3`` outputs; ``target`` (N, 2, H, W) is the
+    full-resolution backward flow in full-resolution pixels.
+
+    Convention (FlowNet's ``div_flow = 20``, which the model's x5 at flow2 encodes: 5 = 20 / 4):
+    every raw prediction, at every level, is the flow in full-resolution pixels divided by 20. So
+    level N's prediction in full-resolution pixels is ``20 * flowN`` (and ``4 * flow2`` at level 2),
+    and it is compared with the target area-averaged to that level's grid *without* rescaling its
+    values. The EPE of each level is a per-pixel mean (not FlowNet-PyTorch's per-image sum, which
+    would weight the fine levels by their pixel counts too); the weights (FlowNet's 0.005, 0.01,
+    0.02, 0.08, 0.32 for flow6..flow2) are normalised to sum 1, so ``total`` reads as a weighted
+    mean EPE in full-resolution pixels.
+    """
+    preds = [20.0 * p.float() for p in pyramid] + [4.0 * flow2.float()]  # levels 6..2, full-res px
+    total_w = float(sum(weights))
+    out: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=flow2.device)
+    for level, pred, w in zip((6, 5, 4, 3, 2), preds, weights):
+        t = F.interpolate(target.float(), size=tuple(pred.shape[-2:]), mode="area")  # (N, 2, h, w)
+        epe = torch.linalg.vector_norm(pred - t, dim=1).mean()
+        out[f"epe{level}"] = epe
+        total = total + (w / total_w) * epe
+    out["total"] = total
+    return out
+
+
+def full_resolution_epe(flow2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pair EPE (N,) in full-resolution pixels: FlowNet's ``flow2`` (1/4-grid pixels) upsampled
+    x4 and scaled by 4, against the full-resolution ``target`` (N, 2, H, W)."""
+    pred = 4.0 * _up(flow2, tuple(target.shape[-2:]))  # (N, 2, H, W) full-res px
+    return torch.linalg.vector_norm(pred - target.float(), dim=1).flatten(1).mean(dim=1)
+
+
+def evss_step_losses(out: EVSSOutput, *, pseudo_label: torch.Tensor, edge_target: torch.Tensor,
+                     edge_probability: Callable[[torch.Tensor], torch.Tensor], weights: LossWeights = LossWeights(),
+                     es_mask: str = "paper", ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
+    """Eq. (6) on one EVSSNet step: ``lambda_w L_w + lambda_s L_s + lambda_e L_e + lambda_es L_es``.
+
+    ``out`` holds the step's 1/4-grid maps; ``pseudo_label`` P^gt_i (N, H, W) is the frozen
+    backbone's argmax on the target frame I_i (Sec. III-E), the target of L_w, L_s and L_es;
+    ``edge_target`` M^gt_i (N, H, W) is in {0, 1}, 255 = ignore; ``edge_probability`` turns edge
+    scores into M^e (CoNet's ``edge_probability``: sigmoid, or softmax for the official variant).
+
+    Every map is upsampled x4 to label resolution first (the authors upsample before every loss);
+    the edge scores are upsampled before they are squashed into M^e (the authors take the softmax
+    after upsampling); M^f is upsampled as it is.
+    """
+    size = (pseudo_label.shape[-2], pseudo_label.shape[-1])
+    f_w = _up(out.warped_logits, size)  # (N, C, H, W) F^w_{k->i}: L_w = CE(F^w, P^gt)
+    f_m = _up(out.merged_logits, size)  # (N, C, H, W) F^m_i: L_s = CE(F^m, P^gt)
+    m_e = edge_probability(_up(out.edge_scores, size))[:, 0]  # (N, H, W) M^e_i: L_e = BCE_w(M^e, M^gt)
+    f_u = _up(out.updated_logits, size)  # (N, C, H, W) F^u_i and
+    m_f = _up(out.fine_map, size)[:, 0]  # (N, H, W) M^f_{k->i}: L_es = CE(F^u * M^f, P^es_gt), Eq. (7)
+    return evss_losses(warped_logits=f_w, merged_logits=f_m, updated_logits=f_u, edge_prob=m_e, fine_map=m_f,
+                       pseudo_label=pseudo_label, edge_target=edge_target, weights=weights, es_mask=es_mask,
+                       ignore_index=ignore_index)

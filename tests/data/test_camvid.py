@@ -12,7 +12,7 @@ from evss.data.camvid import (
     parse_camvid_name,
     read_camvid_label,
 )
-from evss.data.pairs import SequenceSource
+from evss.data.sources import SequenceSource
 from evss.errors import DataError
 
 CAMVID = DATA / "camvid"

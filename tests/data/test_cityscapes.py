@@ -6,7 +6,8 @@ from PIL import Image
 
 from evss.classes import CITYSCAPES
 from evss.data.cityscapes import CityscapesSequences
-from evss.data.pairs import PairDataset, SequenceSource
+from evss.data.pairs import PairDataset
+from evss.data.sources import SequenceSource
 from evss.errors import DataError
 
 H, W = 8, 16

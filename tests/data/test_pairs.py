@@ -7,12 +7,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from evss.classes import CAMVID
-from evss.data.pairs import (
-    FolderSource,
-    PairDataset,
-    SequenceSource,
-    SynthDriveSource,
-)
+from evss.data.pairs import PairDataset
+from evss.data.sources import ClipSource, FolderSource, SequenceSource
 from evss.data.transforms import OFFICIAL_OFFSETS, pair_offsets
 from evss.errors import DataError
 
@@ -168,9 +164,9 @@ class FakeSynthDrive:
 
 
 @pytest.mark.parametrize("as_mapping", [False, True])
-def test_synthdrive_adapter(as_mapping):
+def test_clip_dataset_adapter(as_mapping):
     fake = FakeSynthDrive(as_mapping)
-    source = SynthDriveSource(fake)
+    source = ClipSource(fake)
     assert isinstance(source, SequenceSource)
     assert source.num_sequences() == 2
     assert source.sequence_length(1) == 5 and list(source.labelled_indices(1)) == list(range(5))
@@ -182,7 +178,7 @@ def test_synthdrive_adapter(as_mapping):
     assert (_pixels(item["key_image"])[0] == 4 - item["offset"]).all()
 
 
-def test_synthdrive_adapter_checks_shapes():
+def test_clip_dataset_adapter_checks_shapes():
     class Bad:
         def __len__(self):
             return 1
@@ -191,7 +187,7 @@ def test_synthdrive_adapter_checks_shapes():
             return np.zeros((2, H, W), np.uint8), None
 
     with pytest.raises(DataError, match="clip 0"):
-        SynthDriveSource(Bad()).sequence_length(0)
+        ClipSource(Bad()).sequence_length(0)
 
 
 def test_source_without_targets_is_an_error():

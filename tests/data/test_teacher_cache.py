@@ -11,7 +11,7 @@ import torch
 
 from conftest import vivid_tiny_model
 from evss import train
-from evss.data.pairs import SynthDriveSource
+from evss.data.sources import MemoryClips
 from evss.data.teacher_cache import (CachedPairDataset, TeacherCache, backbone_fingerprint, build_teacher_cache,
                                      teacher_outputs)
 from evss.errors import DataError
@@ -32,24 +32,13 @@ def _clips(n=2, t=6, h=64, w=96, seed=0):
     return out
 
 
-class _Clips:
-    def __init__(self, clips):
-        self.clips = clips
-
-    def __len__(self):
-        return len(self.clips)
-
-    def clip(self, i):
-        return self.clips[i]
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return vivid_tiny_model(0).eval()  # predictions vary with the content
 
 
 def test_build_resumes_and_matches_a_fresh_build(tmp_path, tiny):
-    source = SynthDriveSource(_Clips(_clips()))
+    source = MemoryClips(_clips())
     part = tmp_path / "part"
     build_teacher_cache(source, tiny.backbone, part, progress=False, stop_after=5)
     manifest = json.loads((part / "manifest.json").read_text())
@@ -69,7 +58,7 @@ def test_build_resumes_and_matches_a_fresh_build(tmp_path, tiny):
 
 
 def test_a_cache_for_other_weights_is_refused(tmp_path, tiny):
-    source = SynthDriveSource(_Clips(_clips(n=1, t=3)))
+    source = MemoryClips(_clips(n=1, t=3))
     root = build_teacher_cache(source, tiny.backbone, tmp_path / "c", progress=False)
     other = vivid_tiny_model(0).eval()
     with torch.no_grad():
@@ -81,7 +70,7 @@ def test_a_cache_for_other_weights_is_refused(tmp_path, tiny):
 
 
 def test_cached_dis_flow_and_flip(tmp_path, tiny):
-    source = SynthDriveSource(_Clips(_clips(n=1, t=4)))
+    source = MemoryClips(_clips(n=1, t=4))
     dis = DISFlow()
     root = build_teacher_cache(source, tiny.backbone, tmp_path / "c", progress=False, flow=dis, flow_name="dis",
                                offsets=(-1, 1, 2))

@@ -14,7 +14,7 @@ already equal to 255 are accepted as ignore.
   decoded frame at ``root/video_image/<sequence>/<anything><frame>.png``, indexed by
   (sequence, frame number) so a pair sampler can reach the neighbours of each labelled frame.
 
-Both implement :class:`evss.data.pairs.SequenceSource`.
+Both implement :class:`evss.data.sources.SequenceSource`.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ import numpy as np
 
 from evss.classes import CAMVID, IGNORE_INDEX
 from evss.data._paths import safe_join
-from evss.data.pairs import (
+from evss.data.sources import (
     FileSequenceSource,
     FrameFile,
-    list_images,
     read_label_ids,
     read_rgb,
     split_runs,
     trailing_number,
 )
 from evss.errors import DataError
+from evss.media import list_images
 
 CAMVID_VOID_ID = 11
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from evss.classes import CITYSCAPES, IGNORE_INDEX
-from evss.data.pairs import FileSequenceSource, FrameFile, FrameSequence, read_label_ids
+from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence, read_label_ids
 from evss.errors import DataError
 
 SNIPPET_LENGTH = 30

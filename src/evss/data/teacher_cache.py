@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from evss.classes import IGNORE_INDEX
-from evss.data.pairs import SequenceSource, TargetFrames, labelled_targets
+from evss.data.pairs import TargetFrames, labelled_targets
+from evss.data.sources import SequenceSource
 from evss.data.transforms import choose_offset, edge_target, image_to_tensor, label_to_tensor
 from evss.errors import DataError
 from evss.checkpoint import atomic_write
