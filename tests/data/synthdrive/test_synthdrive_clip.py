@@ -1,4 +1,4 @@
-"""SynthDrive: determinism, exact flow and occlusion, scene content, storage round trip.
+"""SynthDrive clips: determinism, exact flow and occlusion, scene content (evss.data.synthdrive.clip).
 
 Clips here are small (128x256 or 64x128, a few frames); the speed check lives in
 benchmarks/synthdrive_speed.py. Run with ``-s`` to see the measured flow-check numbers.
@@ -6,7 +6,6 @@ benchmarks/synthdrive_speed.py. Run with ``-s`` to see the measured flow-check n
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -14,11 +13,8 @@ import pytest
 import torch
 
 from evss.classes import CAMVID, IGNORE_INDEX
-from evss.data import synthdrive
-from evss.data.synthdrive import (GENERATOR_VERSION, Clip, SynthDriveConfig, SynthDriveDataset,
-                                  clip_seed, generate_clip, make_preview, read_manifest,
-                                  write_dataset)
-from evss.errors import ConfigError, DataError
+from evss.data.synthdrive import Clip, SynthDriveConfig, clip_seed, clip_stats, generate_clip
+from evss.errors import ConfigError
 from evss.models.warp import warp
 
 SMALL = SynthDriveConfig(height=64, width=128, frames=4)
@@ -125,7 +121,7 @@ def test_every_class_appears_across_a_few_clips() -> None:
 
 
 def test_thin_occluded_and_moving_pixels_in_every_frame(clip: Clip) -> None:
-    stats = synthdrive.clip_stats(clip)
+    stats = clip_stats(clip)
     print(f"\nthin {stats['thin_fraction']}\noccluded {stats['occluded_fraction']}\n"
           f"moving {stats['moving_fraction']}")
     assert min(stats["thin_fraction"]) > 0.002
@@ -153,83 +149,3 @@ def test_motion_blur_changes_frames_not_labels() -> None:
 def test_bad_config_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="16x16"):
         generate_clip(SynthDriveConfig(height=8), 0)
-    with pytest.raises(ConfigError, match="clips"):
-        write_dataset("unused", clips=0, seed=0, config=SMALL, progress=False)
-
-
-def test_write_then_read_round_trip(tmp_path) -> None:
-    cfg = replace(SMALL, frames=3)
-    manifest_path = write_dataset(tmp_path / "sd", clips=2, seed=5, config=cfg, preview=True,
-                                  progress=False)
-    root = tmp_path / "sd"
-    assert manifest_path == root / "manifest.json" and (root / "preview.png").is_file()
-    for kind, ext in (("frames", "png"), ("labels", "png"), ("flow_bwd", "npy"), ("flow_fwd", "npy"),
-                      ("occlusion", "png"), ("instances", "png")):
-        assert (root / "clip_0001" / kind / f"000002.{ext}").is_file()
-    manifest = json.loads(manifest_path.read_text())
-    assert manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == 5
-    assert manifest["config"]["height"] == 64 and len(manifest["clips"]) == 2
-    for key in ("thin_fraction", "occluded_fraction", "moving_fraction", "photometric_error",
-                "label_agreement"):
-        assert manifest["frame_stats"][key]["mean"] is not None
-    assert set(manifest["class_stats"]["pixels_per_class"]) == set(CAMVID.names) | {"void"}
-
-    disk = SynthDriveDataset(root)
-    fly = SynthDriveDataset(clips=2, seed=5, config=cfg)
-    assert len(disk) == len(fly) == 2 and disk.num_frames(1) == 3 and disk.config == cfg
-    a, b = disk.clip(1), fly[1]
-    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.labels, b.labels)
-    assert np.array_equal(a.occlusion, b.occlusion) and np.array_equal(a.instances, b.instances)
-    assert a.moving_instances == b.moving_instances
-    assert np.array_equal(a.flow_bwd, b.flow_bwd) and np.array_equal(a.flow_fwd, b.flow_fwd)
-    raw = generate_clip(cfg, clip_seed(5, 1)).flow_bwd  # float32 before the float16 file
-    assert np.allclose(raw, a.flow_bwd, atol=1e-3, rtol=1e-3)
-    one = disk.frame(1, 2)
-    assert np.array_equal(one["frame"], b.frames[2]) and np.array_equal(one["label"], b.labels[2])
-    assert one["flow_bwd"].shape == (2, 64, 128) and one["occlusion"].dtype == bool
-    assert np.array_equal(fly.clip(1).frames, generate_clip(cfg, clip_seed(5, 1)).frames)
-
-
-def test_missing_or_broken_files_name_the_culprit(tmp_path) -> None:
-    root = tmp_path / "sd"
-    write_dataset(root, clips=1, seed=0, config=replace(SMALL, frames=2), progress=False)
-    gone = root / "clip_0000" / "labels" / "000001.png"
-    gone.unlink()
-    with pytest.raises(DataError, match="000001.png"):
-        SynthDriveDataset(root).clip(0)
-    (root / "manifest.json").write_text("{not json")
-    with pytest.raises(DataError, match="not valid JSON"):
-        read_manifest(root)
-    (root / "manifest.json").unlink()
-    with pytest.raises(DataError, match="no manifest.json"):
-        SynthDriveDataset(root)
-
-
-def test_crash_leaves_no_manifest(tmp_path, monkeypatch) -> None:
-    root = tmp_path / "sd"
-    write_dataset(root, clips=1, seed=0, config=replace(SMALL, frames=1), progress=False)
-    real = synthdrive.generate_clip
-    calls = []
-
-    def flaky(config, seed):
-        calls.append(seed)
-        if len(calls) == 2:
-            raise RuntimeError("disk on fire")
-        return real(config, seed)
-
-    monkeypatch.setattr(synthdrive, "generate_clip", flaky)
-    with pytest.raises(RuntimeError):
-        write_dataset(root, clips=3, seed=1, config=replace(SMALL, frames=1), progress=False)
-    assert not (root / "manifest.json").exists()  # the old manifest went first, no new one came
-
-
-def test_refuses_to_write_into_a_foreign_folder(tmp_path) -> None:
-    (tmp_path / "thesis.tex").write_text("precious")
-    with pytest.raises(DataError, match="not a SynthDrive folder"):
-        write_dataset(tmp_path, clips=1, seed=0, config=SMALL, progress=False)
-
-
-def test_preview_is_an_rgb_sheet(clip: Clip) -> None:
-    sheet = make_preview([clip, clip])
-    assert sheet.ndim == 3 and sheet.shape[2] == 3 and sheet.dtype == np.uint8
-    assert sheet.shape[0] > 2 * MEDIUM.height and sheet.shape[1] > 4 * MEDIUM.width
