@@ -1,12 +1,9 @@
 """Sequence sources: ordered frame sequences, some frames labelled (the one clip protocol of evss).
 
-A *sequence source* (:class:`SequenceSource`) exposes frame ``t`` of sequence ``s`` as uint8 RGB
-and, where it has one, its label. Training datasets (:mod:`evss.data.pairs`), the teacher cache and
-the evaluation read every kind of data through it. Frame indices ``t`` count the frames a source
-stores, so an offset of 1 is "the next stored frame" (for the CamVid val clip, stored at 15 fps,
-2 video frames).
-
-Sources:
+A *sequence source* (:class:`SequenceSource`) gives frame ``t`` of sequence ``s`` as uint8 RGB and,
+where it has one, its label; the training datasets, the teacher cache and the evaluation read all
+data through it. ``t`` counts the frames a source stores, so an offset of 1 is "the next stored
+frame" (for the CamVid val clip, stored at 15 fps, 2 video frames). Sources:
 
 * on disk: :class:`FileSequenceSource` (files indexed as :class:`FrameSequence`; the base of the
   CamVid and Cityscapes readers), :class:`FolderSource` (folders of frames, no labels; listed by
@@ -121,13 +118,6 @@ class FrameSequence:
     @property
     def labelled_indices(self) -> tuple[int, ...]:
         return tuple(t for t, f in enumerate(self.frames) if f.label is not None)
-
-    def index_of(self, number: int) -> int:
-        """Position of the frame numbered ``number``; DataError when it is not stored."""
-        for t, f in enumerate(self.frames):
-            if f.number == number:
-                return t
-        raise DataError(f"sequence {self.name} has no frame numbered {number}")
 
 
 _TRAILING_DIGITS = re.compile(r"(\d+)$")
@@ -274,20 +264,35 @@ def clip_arrays(s: int, clip: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return frames, labels
 
 
-class MemoryClips:
+class _ClipArrays:
+    """A source whose clip ``s`` is a pair of arrays (:meth:`arrays`); every frame is a target."""
+
+    def arrays(self, s: int) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def sequence_length(self, s: int) -> int:
+        return self.arrays(s)[0].shape[0]
+
+    def labelled_indices(self, s: int) -> Sequence[int]:
+        return range(self.sequence_length(s))
+
+    def frame(self, s: int, t: int) -> np.ndarray:
+        return self.arrays(s)[0][t]
+
+    def label(self, s: int, t: int) -> np.ndarray | None:
+        labels = self.arrays(s)[1]
+        return None if labels is None else labels[t].astype(np.uint8)
+
+
+class MemoryClips(_ClipArrays):
     """Clips held in memory as numpy arrays, so random access never regenerates or decodes them.
 
     ``clips``: (frames (T, H, W, 3) uint8, labels (T, H, W) uint8 with 255 = ignore, or None), or
-    anything :func:`clip_arrays` reads. Every frame is a target.
+    anything :func:`clip_arrays` reads.
     """
 
     def __init__(self, clips: Iterable[Any]) -> None:
-        self.frames: list[np.ndarray] = []
-        self.labels: list[np.ndarray | None] = []
-        for s, clip in enumerate(clips):
-            frames, labels = clip_arrays(s, clip)
-            self.frames.append(frames)
-            self.labels.append(labels)
+        self._clips = [clip_arrays(s, clip) for s, clip in enumerate(clips)]
 
     @classmethod
     def from_dataset(cls, dataset: Any) -> "MemoryClips":
@@ -295,23 +300,13 @@ class MemoryClips:
         return cls(clip_arrays(i, dataset.clip(i)) for i in range(len(dataset)))
 
     def num_sequences(self) -> int:
-        return len(self.frames)
+        return len(self._clips)
 
-    def sequence_length(self, s: int) -> int:
-        return self.frames[s].shape[0]
-
-    def labelled_indices(self, s: int) -> Sequence[int]:
-        return range(self.sequence_length(s))
-
-    def frame(self, s: int, t: int) -> np.ndarray:
-        return self.frames[s][t]
-
-    def label(self, s: int, t: int) -> np.ndarray | None:
-        labels = self.labels[s]
-        return None if labels is None else labels[t].astype(np.uint8)
+    def arrays(self, s: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._clips[s]
 
 
-class ClipSource:
+class ClipSource(_ClipArrays):
     """A clip dataset (``len(dataset)``, ``dataset.clip(i)``) read on demand as a :class:`SequenceSource`.
 
     The last clip read is kept (one sample reads three of its arrays); :meth:`clip` returns it
@@ -320,37 +315,27 @@ class ClipSource:
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
-        self._last: tuple[int, Any, np.ndarray, np.ndarray | None] | None = None
+        self._last: tuple[int, Any, tuple[np.ndarray, np.ndarray | None]] | None = None
         self._lengths: dict[int, int] = {}
 
     def clip(self, s: int) -> Any:
-        return self._read(s)[0]
+        self.arrays(s)
+        return self._last[1]
 
-    def _read(self, s: int) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    def arrays(self, s: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self._last is None or self._last[0] != s:
             clip = self.dataset.clip(s)
-            frames, labels = clip_arrays(s, clip)
-            self._last = (s, clip, frames, labels)
-            self._lengths[s] = frames.shape[0]
-        return self._last[1:]
+            self._last = (s, clip, clip_arrays(s, clip))
+            self._lengths[s] = self._last[2][0].shape[0]
+        return self._last[2]
 
     def num_sequences(self) -> int:
         return len(self.dataset)
 
     def sequence_length(self, s: int) -> int:
         if s not in self._lengths:
-            self._read(s)
+            self.arrays(s)
         return self._lengths[s]
-
-    def labelled_indices(self, s: int) -> Sequence[int]:
-        return range(self.sequence_length(s))
-
-    def frame(self, s: int, t: int) -> np.ndarray:
-        return self._read(s)[1][t]
-
-    def label(self, s: int, t: int) -> np.ndarray | None:
-        labels = self._read(s)[2]
-        return None if labels is None else labels[t].astype(np.uint8)
 
 
 def decode_videos(paths: Iterable[Path], *, max_size: int | None) -> MemoryClips:

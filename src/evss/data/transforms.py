@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import cv2
 import numpy as np
 import torch
 
@@ -212,7 +213,6 @@ def random_scale(rng: np.random.Generator, image: np.ndarray, label: np.ndarray,
                  scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Resize an (H, W, 3) image (bilinear) and its (H, W) label (nearest) by one factor drawn
     log-uniformly from ``scale_range`` (the backbone stage's scale jitter, e.g. 0.5-2x)."""
-    import cv2
     low, high = scale_range
     if not 0 < low <= high:
         raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")

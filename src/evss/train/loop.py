@@ -92,6 +92,19 @@ def param_groups(trained: nn.Module, config: TrainConfig) -> list[dict[str, Any]
     return groups
 
 
+def make_optimizer(trained: nn.Module, config: TrainConfig, device: torch.device
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, torch.amp.GradScaler]:
+    """Adam(W) over the trainable parameters, the lr schedule (:func:`lr_factor`) and the fp16 loss scaler."""
+    groups = param_groups(trained, config)
+    if not groups:
+        raise ConfigError(f"stage {config.stage}: nothing to train (every parameter is frozen)")
+    optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
+        groups, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
+    return optimizer, scheduler, scaler
+
+
 def autocast_context(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 / fp16 autocast on CUDA as ``config.amp`` says; nothing on other devices."""
     if device.type != "cuda" or config.amp == "off":
@@ -109,14 +122,7 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: EVSSConfig
                         print_line=lambda line: print(line, file=sys.stderr) if rt.is_main else None)
     model = stage.model.to(device)
     trained = _sync_batchnorm(model, stage.trained, config, rt)
-    groups = param_groups(trained, config)
-    if not groups:
-        raise ConfigError(f"stage {config.stage}: nothing to train (every parameter is frozen)")
-    optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
-        groups, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
-
+    optimizer, scheduler, scaler = make_optimizer(trained, config, device)
     start = 0
     if config.resume:
         start = load_training_state(out_dir, model=model, config=config, optimizer=optimizer,
