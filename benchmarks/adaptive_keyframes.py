@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evss.checkpoint import load_weights
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
 from evss.keyframes import AdaptiveKeyframes, FlowProbe
 from evss.metrics import ConfusionMatrix
-from evss.segment_video import load_weights
 from evss.segmenter import FixedInterval, SegmenterConfig, VideoSegmenter
 
 QUANTILES = (0.5, 0.7, 0.8, 0.9, 0.95)
@@ -115,7 +115,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from evss.checkpoint import atomic_write
+    from evss.media import atomic_write
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     fx = sorted(fixed, key=lambda f: f["keyframe_share"])
     ax.plot([100 * f["keyframe_share"] for f in fx], [100 * f["miou"] for f in fx], "o-", color="k",

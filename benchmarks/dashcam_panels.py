@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from evss.checkpoint import load_model
 from evss.classes import LABEL_SPACES
-from evss.data.video import open_video
+from evss.media import open_video
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 from evss.visualize import render
 

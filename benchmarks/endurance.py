@@ -34,7 +34,7 @@ def make_video(path: Path, frames: int, height: int, width: int, fps: int = 25) 
     import cv2
     import numpy as np
 
-    from evss.data.video import VideoWriter
+    from evss.media import VideoWriter
     rng = np.random.default_rng(0)
     period = 3 * 997  # the texture repeats after this many pixels; 997 frames per cycle
     tex = cv2.resize(rng.integers(0, 256, (height // 8 + 1, period // 8 + 1, 3), dtype=np.uint8),

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evss.checkpoint import load_weights
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
-from evss.data.video import open_video, write_video_frames
 from evss.flow_sources import DISFlow, MVFlow
+from evss.media import open_video, write_video_frames
 from evss.metrics import ConfusionMatrix
-from evss.segment_video import load_weights
 from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
 
 MV_ENCODINGS = {"mv (P only)": {"x264-params": "bframes=0:ref=1"}, "mv (x264 default GOP)": {}}
@@ -59,7 +59,7 @@ def mv_fields(frames: np.ndarray, options: dict, tmp: Path) -> tuple[list[np.nda
     the vectors, and the extra decode ms per frame that ``flags2=+export_mvs`` costs."""
     import av
 
-    from evss.flow_sources import b_frame_distances, vectors_to_flow
+    from evss.media import b_frame_distances, vectors_to_flow
     path = write_video_frames(tmp / "clip.mp4", frames, fps=15, crf=18, options=options)
     with open_video(path, motion_vectors=True) as v:
         fields = [f.motion for f in v]

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from evss.cli import main
-from evss.data.video import open_video, read_video_frames, write_video_frames
+from evss.media import open_video, read_video_frames, write_video_frames
 
 
 def _clip(path, n=40, h=64, w=96):

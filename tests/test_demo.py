@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evss.cli import main
-from evss.data.video import read_video_frames
+from evss.media import read_video_frames
 
 
 @pytest.fixture

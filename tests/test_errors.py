@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from evss.cli import main
-from evss.data.video import read_video_frames, write_video_frames
+from evss.media import read_video_frames, write_video_frames
 
 TINY_TRAIN = ["--model", "tiny", "--synth-clips", "1", "--synth-frames", "2", "--synth-size", "64x128",
               "--crop", "64x128", "--batch-size", "1", "--steps", "1", "--threads", "1", "--no-progress",
@@ -188,8 +188,8 @@ def test_frame_folder_of_changing_size(tmp_path, weights, capsys):
 
 
 def test_grey_rgba_and_16_bit_frames_are_converted(tmp_path, weights, capsys):
-    from evss.data.pairs import read_rgb
-    from evss.data.video import FrameFolderReader
+    from evss.data.sources import read_rgb
+    from evss.media import FrameFolderReader
     ramp = np.tile(np.linspace(0, 65535, 48).astype(np.uint16), (32, 1))  # (32, 48)
     d = tmp_path / "frames"
     png(d / "0.png", (ramp >> 8).astype(np.uint8))  # 8-bit grey

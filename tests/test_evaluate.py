@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import algorithm1_reference, colour_model, panning_clip
-from evss.evaluate import Method, _starts, evaluate, warp_labels, write_report
+from evss.apps.evaluate import Method, _starts, evaluate
+from evss.apps.report import write_report
 
 
 class PanSource:
@@ -61,14 +62,6 @@ def test_interval_protocol_places_the_keyframe_d_frames_before():
     assert dict(runs) == {19: [(20, 1)], 17: [(20, 3)], 11: [(20, 9)]}
     runs = _starts([0, 1, 2, 3], [1, 2])  # all frames labelled: one run per keyframe
     assert dict(runs) == {0: [(1, 1), (2, 2)], 1: [(2, 1), (3, 2)], 2: [(3, 1)]}
-
-
-def test_warp_labels_nearest_and_clamped():
-    lab = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    flow = np.zeros((2, 3, 4), np.float32)
-    flow[0] = 1.4  # rounds to +1 column
-    assert np.array_equal(warp_labels(lab, flow)[:, :3], lab[:, 1:])
-    assert np.array_equal(warp_labels(lab, flow)[:, 3], lab[:, 3])
 
 
 def test_static_clip_has_perfect_temporal_consistency(tiny_model):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import need_module, panning_clip
+from evss.apps.export import check_onnx, example_inputs, export_onnx, export_pt2, keyframe_graph, non_keyframe_graph
 from evss.errors import EvssError
-from evss.export import check_onnx, example_inputs, export_onnx, export_pt2, keyframe_graph, non_keyframe_graph
 
 
 @pytest.mark.parametrize("flow_input", [False, pytest.param(True, marks=pytest.mark.slow)])

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from evss.cli import main
-from evss.data.video import PartialFolder, numbered_pngs, write_video_frames
 from evss.errors import EvssError
+from evss.media import PartialFolder, numbered_pngs, write_video_frames
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
@@ -154,14 +154,14 @@ TRAIN = ["train", "backbone", "--model", "tiny", "--synth-clips", "1", "--synth-
 # middle of a step after the checkpoint of step 3 (and after steps 4.. were logged).
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    import evss.train as train
-    kill_at, calls, loss = int(sys.argv[1]), [0], train.segmentation_loss
+    import evss.losses as losses
+    kill_at, calls, loss = int(sys.argv[1]), [0], losses.segmentation_loss
     def dying(*args, **kwargs):
         calls[0] += 1
         if calls[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return loss(*args, **kwargs)
-    train.segmentation_loss = dying
+    losses.segmentation_loss = dying  # the training stages call it through the module
     from evss.cli import main
     sys.exit(main(sys.argv[2:]))
 """)
@@ -228,16 +228,16 @@ def test_crash_between_the_two_checkpoint_files_still_resumes(tmp_path, monkeypa
 
 
 def test_non_finite_losses_through_the_cli_keep_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    from evss import train
+    from evss import losses
     from evss.checkpoint import load_model, read_metadata
-    loss, calls = train.segmentation_loss, []
+    loss, calls = losses.segmentation_loss, []
 
     def poisoned(*args, **kwargs):
         out = loss(*args, **kwargs)
         calls.append(1)
         return {k: v * float("nan") for k, v in out.items()} if len(calls) >= 3 else out
 
-    monkeypatch.setattr(train, "segmentation_loss", poisoned)
+    monkeypatch.setattr(losses, "segmentation_loss", poisoned)
     argv = [a if a != "8" else "20" for a in TRAIN]  # --steps 20
     rc = main([*argv, "--checkpoint-every", "2", "--max-bad-steps", "3", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err

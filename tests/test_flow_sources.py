@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from evss.data.video import open_video, write_video_frames
 from evss.errors import EvssError
-from evss.flow_sources import FLOW_SOURCES, DISFlow, MVFlow, b_frame_distances, make_flow_source, vectors_to_flow
+from evss.flow_sources import FLOW_SOURCES, DISFlow, MVFlow, make_flow_source
+from evss.media import open_video, write_video_frames
+from evss.media.motion_vectors import b_frame_distances, vectors_to_flow
 from evss.models.flow import FlowEstimator
 from evss.models.warp import warp
 
@@ -132,8 +133,6 @@ def test_make_flow_source_names():
     assert isinstance(make_flow_source("dis"), DISFlow) and isinstance(make_flow_source("mv"), MVFlow)
     with pytest.raises(EvssError, match="not one of"):
         make_flow_source("raft")
-    from evss import segment_video
-    assert segment_video.FLOW_SOURCES == FLOW_SOURCES
 
 
 @pytest.fixture

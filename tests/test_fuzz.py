@@ -165,7 +165,7 @@ def write(name: str, data: bytes) -> Path:
 @given(data=inputs(VIDEOS), suffix=st.sampled_from((".mp4", ".mkv", ".avi")),
        on_error=st.sampled_from(("stop", "skip")))
 def test_video_bytes(data, suffix, on_error):
-    from evss.data.video import open_video
+    from evss.media import open_video
 
     def run():
         with open_video(write(f"in{suffix}", data), on_error=on_error) as video:
@@ -179,8 +179,8 @@ def test_video_bytes(data, suffix, on_error):
 @FUZZ
 @given(data=inputs(IMAGES), on_error=st.sampled_from(("stop", "skip")))
 def test_image_bytes_in_a_frame_folder(data, on_error):
-    from evss.data.pairs import read_rgb
-    from evss.data.video import open_video
+    from evss.data.sources import read_rgb
+    from evss.media import open_video
     folder = WORK / "frames"
     folder.mkdir(exist_ok=True)
     (folder / "0.png").write_bytes(IMAGES[0])  # a good first frame, then the fuzzed one

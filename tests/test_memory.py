@@ -236,7 +236,7 @@ def test_a_frame_too_wide_for_h264_is_encoded_smaller_and_said_so(tmp_path, weig
 
 
 def test_video_writer_names_sizes_h264_refuses(tmp_path):
-    from evss.data.video import VideoWriter
+    from evss.media import VideoWriter
     with pytest.raises(EvssError, match=r"H.264 cannot encode 17000x40 frames .* would fit"):
         VideoWriter(tmp_path / "x.mp4", 25, 40, 17000)
 
@@ -268,7 +268,7 @@ class _Source:
 
 
 def test_eval_scores_labels_upsampled_from_a_smaller_model_size(tiny_model):
-    from evss.evaluate import Method, eval_memory_plan, evaluate
+    from evss.apps.evaluate import Method, eval_memory_plan, evaluate
     src = _Source()
     zero = lambda s, t: (np.zeros((2, 64, 96), np.float32), None)  # noqa: E731
     methods = [Method(m, tiny_model, m) for m in ("per_frame", "evss")]

@@ -15,6 +15,7 @@ from evss.metrics import (
     mean_iou,
     pixel_accuracy,
     temporal_consistency,
+    warp_labels,
 )
 
 # A 2x3 example done by hand; the last target pixel is ignored.
@@ -145,3 +146,11 @@ def test_temporal_consistency_skips_ignored_pixels():
     assert tc.compute() == pytest.approx(1.0)
     with pytest.raises(ValueError):
         temporal_consistency([[warped]], [[pred]], 2, ignore_index=None)
+
+
+def test_warp_labels_nearest_and_clamped():
+    lab = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    flow = np.zeros((2, 3, 4), np.float32)
+    flow[0] = 1.4  # rounds to +1 column
+    assert np.array_equal(warp_labels(lab, flow)[:, :3], lab[:, 1:])
+    assert np.array_equal(warp_labels(lab, flow)[:, 3], lab[:, 3])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from evss.cli import main
-from evss.data.video import VideoWriter, open_video, read_video_frames, write_video_frames
+from evss.media import VideoWriter, open_video, read_video_frames, write_video_frames
 
 
 @pytest.fixture
@@ -199,3 +199,12 @@ def test_saved_labels_are_the_streaming_segmenters(tmp_path, weights):
     got = [np.asarray(Image.open(p)) for p in sorted(labels.iterdir())]
     assert len(got) == 7 and all(np.array_equal(g, w) for g, w in zip(got, want))
     assert any((w != p).mean() > 0.05 for w, p in zip(want, per_frame))  # propagation shows in the labels
+
+
+def test_maps_of_a_mode_without_them_are_refused_up_front(tmp_path, weights, capsys):
+    src = write_video_frames(tmp_path / "in.mp4", clip(3, 32, 48))
+    assert segment(src, "-o", tmp_path / "o.mp4", "--weights", weights, "--mode", "warp_only",
+                   "--save-maps", tmp_path / "maps") == 2
+    err = capsys.readouterr().err
+    assert "--save-maps: mode warp_only" in err and "pass --mode evss" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # nothing written

@@ -9,9 +9,7 @@ and plain containers only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Mapping
@@ -21,11 +19,16 @@ import torch.nn as nn
 from safetensors.torch import load_file, safe_open, save_file
 
 from evss.config import EVSSConfig, build_model, config_from_json, preset, to_dict
-from evss.errors import CheckpointError, ConfigError, EvssError
+from evss.errors import CheckpointError, ConfigError
+from evss.media.atomic import atomic_write
 from evss.models.evss import EVSSNet
 
 FORMAT = "evss-checkpoint"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+# The default model of `evss segment` (real footage: trained on CamVid) and of `evss demo`
+# (SynthDrive): built-in weights by these names if shipped, else the untrained "light" preset.
+DEFAULT_WEIGHTS = "camvid"
+DEMO_WEIGHTS = "synthdrive_light"
 
 
 def builtin_weights() -> dict[str, Path]:
@@ -33,36 +36,21 @@ def builtin_weights() -> dict[str, Path]:
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file.
-
-    The temporary file sits beside ``path`` (same file system, so the rename is atomic), is
-    flushed to disk before the rename, and is removed if anything fails or interrupts. Failures of
-    the file system (a folder in the way, no permission, a full disk) raise an EvssError naming
-    ``path``.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise EvssError(f"{path}: cannot write here ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
-            os.fsync(f.fileno())
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise EvssError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def load_weights(weights: str | Path | None, *, notice=print,
+                 default: str = DEFAULT_WEIGHTS) -> tuple[EVSSNet, EVSSConfig, str, bool]:
+    """(model, config, description, trained) for a command's ``--weights``: a built-in name or a
+    checkpoint path; None means the built-in ``default``, or the untrained "light" preset (seeded)
+    with a ``notice`` where that is not shipped."""
+    if weights is None:
+        if default in builtin_weights():
+            model, config = load_model(default)
+            return model, config, f"built-in {default}", True
+        notice(f"note: the built-in weights {default!r} are not shipped in this build; using the untrained "
+               "'light' preset: timing is real, labels are not meaningful (pass --weights)")
+        torch.manual_seed(0)
+        return build_model(preset("light")).eval(), preset("light"), "untrained light preset", False
+    model, config = load_model(weights)
+    return model, config, str(weights), True
 
 
 def save_model(path: str | Path, model: nn.Module, config: EVSSConfig, *, half: bool = False,

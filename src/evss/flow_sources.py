@@ -10,13 +10,15 @@ frames (N, 3, H, W) in [0, 1] returns the backward flow of ``current`` to ``refe
   cost nothing to compute but belong to the decoded stream, not to the pixels handed in, so
   :class:`MVFlow` is *fed* each frame's field by the reader (``Frame.motion``) before the
   segmenter steps; the frames passed to ``__call__`` only fix the output size. The field is the
-  flow to the previous frame, which is always the segmenter's reference (Algorithm 1, line 20).
+  flow to the previous frame, which is always the segmenter's reference (Algorithm 1, line 20);
+  :mod:`evss.media.motion_vectors` builds it from the decoder's vectors.
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -59,7 +61,6 @@ class DISFlow:
     PRESETS = ("ultrafast", "fast", "medium")
 
     def __init__(self, *, preset: str = "fast", scale: float = 1.0) -> None:
-        import cv2
         if preset not in self.PRESETS:
             raise EvssError(f"DIS preset {preset!r} is not one of {self.PRESETS}")
         if not 0 < scale <= 1:
@@ -70,7 +71,6 @@ class DISFlow:
         self._dis = cv2.DISOpticalFlow_create(code)
 
     def __call__(self, reference: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        import cv2
         n, _, h, w = current.shape
         gh, gw = math.ceil(h / 4), math.ceil(w / 4)
         sh, sw = max(8, round(h * self.scale)), max(8, round(w * self.scale))
@@ -85,89 +85,6 @@ class DISFlow:
             out[b, 0] = flow[..., 0] * (gw / sw)  # -> 1/4-grid pixels
             out[b, 1] = flow[..., 1] * (gh / sh)
         return torch.from_numpy(out).to(device=current.device, dtype=current.dtype)  # (N, 2, h/4, w/4)
-
-
-def vectors_to_flow(vectors: np.ndarray, height: int, width: int, *, past_distance: int = 1,
-                    future_distance: int | None = None, fill: np.ndarray | None = None) -> np.ndarray:
-    """Rasterise a frame's codec motion vectors into a dense backward flow to the previous frame.
-
-    ``vectors`` is FFmpeg's ``AVMotionVector`` array (PyAV ``MotionVectors.to_ndarray()``): each
-    row is a ``w`` x ``h`` block centred at ``(dst_x, dst_y)`` in this frame whose content comes
-    from ``src = dst + motion / motion_scale`` in a reference frame, in the past (``source < 0``)
-    or the future (``source > 0``). ``src - dst`` is already a backward displacement, so a past
-    vector over ``past_distance`` frames gives ``(src - dst) / past_distance`` per frame step and a
-    future one ``-(src - dst) / future_distance`` (constant velocity); vectors of bi-predicted
-    blocks are averaged. Cells no vector covers (intra blocks) take ``fill`` (the previous frame's
-    field) or zero.
-
-    Returns (2, ceil(H/4), ceil(W/4)) float32 in 1/4-grid pixels. FFmpeg does not say which of
-    several past references a block uses, so multi-reference streams are read as if every past
-    vector pointed to the nearest anchor frame.
-    """
-    gh, gw = math.ceil(height / 4), math.ceil(width / 4)
-    total = np.zeros((2, gh * gw), np.float64)
-    count = np.zeros(gh * gw, np.float64)
-    if vectors is not None and len(vectors):
-        v = vectors
-        scale = np.maximum(v["motion_scale"].astype(np.float64), 1.0)
-        dx = v["motion_x"] / scale  # src - dst, full-resolution pixels
-        dy = v["motion_y"] / scale
-        src = v["source"]
-        step = np.where(src < 0, 1.0 / max(past_distance, 1),
-                        -1.0 / future_distance if future_distance else 0.0)
-        keep = (src < 0) | ((src > 0) & bool(future_distance))
-        bw, bh = v["w"].astype(np.int64), v["h"].astype(np.int64)
-        x0 = v["dst_x"].astype(np.int64) - bw // 2  # block corner, full resolution
-        y0 = v["dst_y"].astype(np.int64) - bh // 2
-        for (cw, ch) in set(zip((bw[keep] + 3) // 4, (bh[keep] + 3) // 4)):  # one pass per block size
-            sel = keep & ((bw + 3) // 4 == cw) & ((bh + 3) // 4 == ch)
-            oy, ox = np.meshgrid(np.arange(ch), np.arange(cw), indexing="ij")
-            cy = (y0[sel] // 4)[:, None] + oy.ravel()[None]  # (B, ch*cw) cell rows
-            cx = (x0[sel] // 4)[:, None] + ox.ravel()[None]
-            inside = (cy >= 0) & (cy < gh) & (cx >= 0) & (cx < gw)
-            idx = (cy * gw + cx)[inside]
-            fx = np.broadcast_to((dx[sel] * step[sel])[:, None], cy.shape)[inside] / 4.0  # -> 1/4-grid pixels
-            fy = np.broadcast_to((dy[sel] * step[sel])[:, None], cy.shape)[inside] / 4.0
-            total[0] += np.bincount(idx, weights=fx, minlength=gh * gw)
-            total[1] += np.bincount(idx, weights=fy, minlength=gh * gw)
-            count += np.bincount(idx, minlength=gh * gw)
-    flow = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(2, gh, gw).astype(np.float32)
-    if fill is not None:
-        if fill.shape != flow.shape:
-            raise ValueError(f"fill field {fill.shape} does not match the flow {flow.shape}")
-        empty = (count == 0).reshape(gh, gw)
-        flow[:, empty] = fill[:, empty]
-    return flow
-
-
-def b_frame_distances(vectors: np.ndarray | None, past_max: int, future_max: int | None) -> tuple[int, int | None]:
-    """Guess how many frames back and ahead a B frame's two references lie.
-
-    FFmpeg exports only the direction of a vector, and with B-pyramids (x264's default) a B frame
-    may reference a neighbouring B frame rather than the anchors. Bi-predicted blocks carry a past
-    and a future vector of one motion, so their length ratio |future| / |past| estimates
-    ``future / past`` distance; the pair of distances within the anchors' span that fits it best
-    wins, ties going to the farther pair (the anchors). Without such blocks: the anchors.
-    """
-    if not future_max or vectors is None or len(vectors) < 2:
-        return past_max, future_max
-    v = vectors
-    block = [tuple(b) for b in np.stack([v["dst_x"], v["dst_y"], v["w"], v["h"]], axis=1).tolist()]
-    scale = np.maximum(v["motion_scale"], 1)
-    mag = ((np.abs(v["motion_x"]) + np.abs(v["motion_y"])) / scale).tolist()  # L1 length, pixels
-    past = {b: m for b, m, s in zip(block, mag, v["source"]) if s < 0}
-    pairs = [(past[b], m) for b, m, s in zip(block, mag, v["source"]) if s > 0 and b in past]
-    pairs = [(p, f) for p, f in pairs if p + f >= 1.0]  # a pixel of motion at least, or the ratio is noise
-    if len(pairs) < 4:
-        return past_max, future_max
-    p_sum, f_sum = sum(p for p, _ in pairs), sum(f for _, f in pairs)
-    if p_sum <= 0 or f_sum <= 0:
-        return past_max, future_max
-    ratio = math.log(f_sum / p_sum)
-    candidates = [(abs(math.log(df / dp) - ratio), -(dp + df), dp, df)
-                  for dp in range(1, past_max + 1) for df in range(1, future_max + 1)]
-    _, _, dp, df = min(candidates, key=lambda c: (round(c[0], 1), c[1]))
-    return dp, df
 
 
 class MVFlow:

@@ -1,4 +1,5 @@
-"""Segmentation metrics: confusion matrix, IoU, temporal consistency (Eq. 8), corrected labels (Eq. 9).
+"""Segmentation metrics: confusion matrix, IoU, temporal consistency (Eq. 8) with its label warp,
+corrected labels (Eq. 9).
 
 Pure functions on numpy arrays or torch tensors of class ids, plus two small accumulators for
 evaluation loops. Confusion matrices are int64 (C, C) numpy arrays with rows = ground truth
@@ -87,6 +88,16 @@ def corrected_labels(warped_pred: Labels, final_pred: Labels) -> float:
     a, b = (x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
             for x in (warped_pred, final_pred))
     return float(np.mean(a != b)) if a.size else float("nan")
+
+
+def warp_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """P^w_{t-1->t} of Eq. (8): nearest-neighbour backward warp of a label map (H, W) by the backward
+    flow (2, H, W) of frame t to t-1 in pixels (convention of :mod:`evss.models.warp`), border clamped."""
+    h, w = labels.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    sx = np.clip(np.rint(xs + flow[0]), 0, w - 1).astype(np.intp)
+    sy = np.clip(np.rint(ys + flow[1]), 0, h - 1).astype(np.intp)
+    return labels[sy, sx]  # (H, W)
 
 
 def temporal_consistency(warped_preds: Sequence[Sequence[Labels] | Labels],

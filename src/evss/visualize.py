@@ -8,9 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from evss.classes import LABEL_SPACES
+from evss.media.atomic import atomic_write
+from evss.media.resize import gray_u8
 
 LAYOUTS = ("overlay", "side")
 
@@ -54,7 +57,6 @@ def side_by_side(frame: np.ndarray, labels: np.ndarray, *, label_space: str = "c
 def draw_legend(img: np.ndarray, label_space: str = "camvid") -> np.ndarray:
     """Draw a colour legend of the classes in the bottom-left corner, in place; skipped on frames
     too small to hold it readably (under 240 px wide or 160 px high)."""
-    import cv2
     h, w = img.shape[:2]
     if w < 240 or h < 160:
         return img
@@ -91,13 +93,11 @@ def render(frame: np.ndarray, labels: np.ndarray, *, layout: str = "overlay", la
 
 def gray(m: np.ndarray) -> np.ndarray:
     """(H, W) map in [0, 1] (or already quantised: uint8 0-255) -> (H, W, 3) uint8 grey."""
-    g = m if m.dtype == np.uint8 else (np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return np.repeat(g[:, :, None], 3, axis=2)
+    return np.repeat(gray_u8(m)[:, :, None], 3, axis=2)
 
 
 def caption(img: np.ndarray, text: str) -> np.ndarray:
     """Write ``text`` in the top-left corner (white on a dark box), on a copy."""
-    import cv2
     out = img.copy()
     scale = max(0.35, min(img.shape[0], img.shape[1] * 0.5) / 500)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -128,10 +128,6 @@ def panel(frame: np.ndarray, prediction: np.ndarray, *, ground_truth: np.ndarray
 def contact_sheet(path: str | Path, frames: Sequence[np.ndarray], results: Sequence, gt: Sequence[np.ndarray] | None,
                   *, label_space: str = "camvid", rows: int = 5) -> Path:
     """A PNG with one row per sampled frame: frame, prediction, fine distortion map, ground truth."""
-    import cv2
-
-    from evss.checkpoint import atomic_write
-
     space = LABEL_SPACES[label_space]
     idx = np.linspace(0, len(results) - 1, num=min(rows, len(results))).round().astype(int)
     lines = []

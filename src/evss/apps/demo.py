@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
+import torch
+
+from evss.checkpoint import DEMO_WEIGHTS, load_weights
+from evss.data.synthdrive import SynthDriveConfig, generate_clip
+from evss.device import resolve_device
+from evss.errors import EvssError
+from evss.media import atomic_write
+from evss.media.sinks import Outputs, VideoSink
+from evss.metrics import ConfusionMatrix, warp_labels
+from evss.segmenter import SegmenterConfig, VideoSegmenter
+from evss.visualize import overlay, panel
 
 
 def _mean_ms(values: list[float]) -> float | None:
@@ -28,20 +40,6 @@ def _mean_ms(values: list[float]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from evss.checkpoint import atomic_write
-    from evss.data.synthdrive import SynthDriveConfig, generate_clip
-    from evss.data.video import VideoWriter, partial_path
-    from evss.device import resolve_device
-    from evss.errors import EvssError
-    from evss.evaluate import warp_labels
-    from evss.metrics import ConfusionMatrix
-    from evss.segment_video import DEMO_WEIGHTS as DEFAULT_WEIGHTS, load_weights
-    from evss.segmenter import SegmenterConfig, VideoSegmenter
-    from evss.visualize import overlay, panel
-
     if args.frames < 1:
         raise EvssError(f"--frames must be >= 1, got {args.frames}")
     if args.keyframe_interval < 1:
@@ -55,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         raise EvssError(f"-o {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    model, config, described, trained = load_weights(args.weights, default=DEFAULT_WEIGHTS, notice=lambda m: print(m, file=sys.stderr))
+    model, config, described, trained = load_weights(args.weights, default=DEMO_WEIGHTS,
+                                                     notice=lambda m: print(m, file=sys.stderr))
     h, w = args.size
     t0 = time.perf_counter()
     synth = SynthDriveConfig(height=h, width=w, frames=args.frames)
@@ -69,12 +68,18 @@ def run(args: argparse.Namespace) -> int:
               "the mIoU is not meaningful", file=sys.stderr)
 
     fps = Fraction(synth.fps).limit_denominator(1000)
-    writers = {name: VideoWriter(partial_path(out / name), fps, hh, ww)
-               for name, hh, ww in (("overlay.mp4", h, w), ("panel.mp4", 2 * h, 2 * w))}
+    outputs = Outputs()  # both videos appear under their names only when complete
+    try:
+        overlay_mp4 = outputs.add(VideoSink(out / "overlay.mp4", fps=fps, height=h, width=w))
+        panel_mp4 = outputs.add(VideoSink(out / "panel.mp4", fps=fps, height=2 * h, width=2 * w))
+    except BaseException:
+        outputs.discard()
+        raise
     seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval), device=device,
                          return_maps=True)
     cm, tc_cm = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
     key_s, non_s, prev = [], [], None
+    complete = False
     try:
         for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
             r = seg.step(frame)
@@ -85,16 +90,12 @@ def run(args: argparse.Namespace) -> int:
             prev = r.labels
             if t > 0:  # frame 0 carries one-off allocations
                 (key_s if r.is_keyframe else non_s).append(r.seconds)
-            writers["overlay.mp4"].write(overlay(frame, r.labels, label_space=config.label_space))
-            writers["panel.mp4"].write(panel(frame, r.labels, ground_truth=gt, fine_map=r.maps.get("fine"),
-                                             label_space=config.label_space, is_keyframe=r.is_keyframe))
+            overlay_mp4.write(t, None, overlay(frame, r.labels, label_space=config.label_space))
+            panel_mp4.write(t, None, panel(frame, r.labels, ground_truth=gt, fine_map=r.maps.get("fine"),
+                                           label_space=config.label_space, is_keyframe=r.is_keyframe))
+        complete = overlay_mp4.frames_written == args.frames
     finally:
-        for name, wr in writers.items():
-            wr.close()
-            if wr.frames_written == args.frames:
-                os.replace(wr.path, out / name)
-            else:
-                Path(wr.path).unlink(missing_ok=True)
+        outputs.finish(keep=complete)
 
     base = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"), device=device)
     base_cm, base_s = ConfusionMatrix(config.num_classes), []
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
           f"{ms(summary['ms_per_frame_per_frame_baseline'])}"
           + (f" ({summary['speedup_vs_per_frame']:.2f}x)" if "speedup_vs_per_frame" in summary else ""))
     if not trained:
-        print(f"note: untrained weights ({DEFAULT_WEIGHTS!r} is not shipped yet): the labels and mIoU are "
+        print(f"note: untrained weights ({DEMO_WEIGHTS!r} is not shipped yet): the labels and mIoU are "
               "not meaningful, the timing is", file=sys.stderr)
     print(f"wrote {out / 'overlay.mp4'}, {out / 'panel.mp4'}, {out / 'summary.json'}")
     return 0

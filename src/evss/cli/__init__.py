@@ -27,8 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "evss.apps.evaluate"),
 }
 # during the move to evss.cli.* / evss.apps.*: commands whose flags still live beside their code
-_LEGACY = {"segment": "evss.segment_video", "train": "evss.train", "bench": "evss.bench",
-           "export": "evss.export", "eval": "evss.evaluate"}
+_LEGACY = {"train": "evss.train"}
 
 
 def _runner(app: str):

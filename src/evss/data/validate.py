@@ -12,14 +12,19 @@ rescale whose estimated memory is over the budget (see :mod:`evss.memory`).
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from PIL import Image
 
+from evss.data.sources import read_rgb
+from evss.data.synthdrive import read_label as read_synthdrive_label
 from evss.errors import ConfigError, DataError, EvssError
+from evss.memory import BASELINE, DEFAULT_CAP, Budget, available_memory, format_bytes, model_pixel_bytes, weights_bytes
 
 LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")
 SHOWN = 10  # bad files named in the error message; all of them are printed
@@ -50,16 +55,14 @@ def source_files(source: Any) -> Iterator[Sequence]:
         return
     clips = getattr(source, "clips", None)
     if clips and all(isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], Path) for c in clips):
-        from evss.data.synthdrive import read_label  # a folder written by `evss synth`
-        for folder, n in clips:
+        for folder, n in clips:  # a folder written by `evss synth`
             yield folder.name, [(folder / "frames" / f"{t:06d}.png", folder / "labels" / f"{t:06d}.png")
-                                for t in range(int(n))], read_label
+                                for t in range(int(n))], read_synthdrive_label
 
 
 def header(path: Path, what: str = "image") -> tuple[int, int, str]:
     """(height, width, PIL mode) of an image file, its bytes checked as far as is cheap; DataError
     naming the file otherwise."""
-    from PIL import Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # large images: PIL's decompression-bomb warning
@@ -89,9 +92,7 @@ def check_files(source: Any, *, sample: int = 64, seed: int = 0,
     """Check every file of ``source`` (see the module docstring), or only the frames ``only``
     ((sequence, frame) positions); ``sample`` frames (and their labels) are decoded in full,
     chosen with ``seed``."""
-    if read_frame is None:
-        from evss.data.pairs import read_rgb
-        read_frame = read_rgb
+    read_frame = read_frame or read_rgb
     check = DataCheck()
     pairs: list[tuple[Path, Path | None, Callable | None]] = []
     for s, (name, files, read_label) in enumerate(source_files(source)):
@@ -183,7 +184,6 @@ def skip_bad_items(bad: BadItems, seen: dict[str, int], *, step: int, max_bad_fi
         new = error.message not in seen
         seen[error.message] = seen.get(error.message, 0) + 1
         if new and warn is not None:
-            import sys
             warn(f"evss train: step {step}: skipped an unreadable sample ({error.message}; the next readable one "
                  f"took its place); {len(seen)} bad "
                  f"file{'s' if len(seen) > 1 else ''} so far (--max-bad-files {max_bad_files})", file=sys.stderr)
@@ -213,7 +213,6 @@ TRAIN_CONET_PX = 1000.0  # per unit of width (not measured: taken as FlowNet's)
 
 def train_pixel_bytes(config: Any, stage: str) -> float:
     """Peak bytes per pixel of one training sample of ``stage`` for an EVSSConfig."""
-    from evss.memory import model_pixel_bytes
     bb = config.backbone
     if stage == "backbone":
         return TRAIN_SWIFTNET_PX if bb.arch == "swiftnet" else TRAIN_CSRNET_PX * bb.width
@@ -228,7 +227,6 @@ def check_training_memory(*, stage: str, config: Any, crop: tuple[int, int] | No
                           batch: int, scale_max: float | None, workers: int, budget: Any) -> int:
     """The estimated peak of a training step; ConfigError naming the crop, the rescale and the
     budget when over it (a crop or a rescale that cannot fit is refused before step one)."""
-    from evss.memory import BASELINE, format_bytes, weights_bytes
     h, w = crop if crop is not None else (frame or (0, 0))
     model = batch * h * w * train_pixel_bytes(config, stage)
     weights = 4 * weights_bytes(config)  # weights, gradients, Adam's two moments
@@ -250,7 +248,6 @@ def check_training_memory(*, stage: str, config: Any, crop: tuple[int, int] | No
 
 def training_budget() -> Any:
     """Training's budget: 90% of the memory available now (a run that would surely be killed is refused)."""
-    from evss.memory import DEFAULT_CAP, Budget, available_memory, format_bytes
     avail = available_memory()
     if avail is None:
         return Budget(8 * DEFAULT_CAP, "a default, the available memory is unknown")

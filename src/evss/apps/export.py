@@ -21,71 +21,70 @@ the segmenter does, and crop the labels). ONNX goes through the torch.export-bas
 from __future__ import annotations
 
 import argparse
-import functools
 import io
+import logging
+import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn as nn
+
+from evss.checkpoint import load_weights
 from evss.errors import EvssError
+from evss.media import atomic_write
+from evss.models.evss import rectify
+from evss.models.upsample import upsample4
+from evss.models.warp import warp
 
 MIN_OPSET = 18  # the torch.export-based exporter writes 18+ (GridSample itself needs 16)
 
 
-@functools.cache
-def _graph_classes():
-    """The two graph modules, defined on first use so `evss --help` does not import torch."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
+class KeyframeGraph(nn.Module):
+    """Lines 3-6 of Algorithm 1: image -> (features, pred, labels)."""
 
-    from evss.models.evss import rectify
-    from evss.models.warp import warp
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone = model.backbone
 
-    def upsampled_labels(logits: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(logits, scale_factor=4.0, mode="bilinear", align_corners=False).argmax(dim=1)  # (1, H, W)
-
-    class KeyframeGraph(nn.Module):
-        """Lines 3-6 of Algorithm 1: image -> (features, pred, labels)."""
-
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.backbone = model.backbone
-
-        def forward(self, image: torch.Tensor):
-            feat = self.backbone(image)  # (1, C, H/4, W/4)
-            return feat, feat.argmax(dim=1), upsampled_labels(feat)
-
-    class NonKeyframeGraph(nn.Module):
-        """Lines 8-17 of Algorithm 1 at the 1/4 grid (the segmenter's ``merge_resolution="quarter"``)."""
-
-        def __init__(self, model: nn.Module, *, flow_input: bool = False) -> None:
-            super().__init__()
-            self.flow = None if flow_input else model.flow
-            self.correction = model.correction
-            self.distortion = model.distortion
-
-        def forward(self, *inputs: torch.Tensor):
-            if self.flow is None:
-                image, flow, features, pred = inputs
-            else:
-                reference, image, features, pred = inputs
-                flow = self.flow(reference, image)  # (1, 2, H/4, W/4)
-            warped = warp(features, flow)  # (1, C, H/4, W/4), Eq. (1)
-            parts = rectify(correction=self.correction, distortion=self.distortion, image=image, warped=warped,
-                            key_pred=pred)
-            merged = parts["merged_logits"]
-            return warped, merged, merged.argmax(dim=1), parts["fine_map"], upsampled_labels(merged)
-
-    return KeyframeGraph, NonKeyframeGraph
+    def forward(self, image: torch.Tensor):
+        feat = self.backbone(image)  # (1, C, H/4, W/4)
+        labels = upsample4(feat, image.shape[-2:]).argmax(dim=1)  # (1, H, W)
+        return feat, feat.argmax(dim=1), labels
 
 
-def keyframe_graph(model):
+class NonKeyframeGraph(nn.Module):
+    """Lines 8-17 of Algorithm 1 at the 1/4 grid (the segmenter's ``merge_resolution="quarter"``)."""
+
+    def __init__(self, model: nn.Module, *, flow_input: bool = False) -> None:
+        super().__init__()
+        self.flow = None if flow_input else model.flow
+        self.correction = model.correction
+        self.distortion = model.distortion
+
+    def forward(self, *inputs: torch.Tensor):
+        if self.flow is None:
+            image, flow, features, pred = inputs
+        else:
+            reference, image, features, pred = inputs
+            flow = self.flow(reference, image)  # (1, 2, H/4, W/4)
+        warped = warp(features, flow)  # (1, C, H/4, W/4), Eq. (1)
+        parts = rectify(correction=self.correction, distortion=self.distortion, image=image, warped=warped,
+                        key_pred=pred)
+        merged = parts["merged_logits"]  # (1, C, H/4, W/4)
+        labels = upsample4(merged, image.shape[-2:]).argmax(dim=1)  # (1, H, W)
+        return warped, merged, merged.argmax(dim=1), parts["fine_map"], labels
+
+
+def keyframe_graph(model: nn.Module) -> KeyframeGraph:
     """Lines 3-6 of Algorithm 1 as a module: image -> (features, pred, labels)."""
-    return _graph_classes()[0](model).eval()
+    return KeyframeGraph(model).eval()
 
 
-def non_keyframe_graph(model, *, flow_input: bool = False):
+def non_keyframe_graph(model: nn.Module, *, flow_input: bool = False) -> NonKeyframeGraph:
     """Lines 8-17 of Algorithm 1 as a module (see the module docstring for inputs and outputs)."""
-    return _graph_classes()[1](model, flow_input=flow_input).eval()
+    return NonKeyframeGraph(model, flow_input=flow_input).eval()
 
 
 KEYFRAME_IO = (["image"], ["features", "pred", "labels"])
@@ -95,7 +94,6 @@ NON_KEYFRAME_FLOW_IO = (["image", "flow", "key_features", "key_pred"], ["warped"
 
 def example_inputs(model, height: int, width: int, *, flow_input: bool = False, seed: int = 0):
     """Plausible inputs for both graphs: two random frames and the keyframe's real outputs."""
-    import torch
     if height % 32 or width % 32:
         raise EvssError(f"export size {height}x{width}: both sides must be multiples of 32, e.g. "
                         f"{-(-height // 32) * 32}x{-(-width // 32) * 32} (pad frames by edge replication)")
@@ -131,12 +129,6 @@ def export_onnx(model, out: Path, *, height: int, width: int, opset: int = 18,
 
 
 def _onnx_export(graph, args: tuple, path: Path, ins: list[str], outs: list[str], opset: int) -> None:
-    import logging
-    import warnings
-
-    import torch
-
-    from evss.checkpoint import atomic_write
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401  (the torch.export-based exporter translates through it)
@@ -160,9 +152,6 @@ def _onnx_export(graph, args: tuple, path: Path, ins: list[str], outs: list[str]
 def export_pt2(model, out: Path, *, height: int, width: int, flow_input: bool = False) -> dict[str, Path]:
     """``keyframe.pt2`` and ``non_keyframe.pt2``: ``torch.export`` programs with fixed shapes, for
     ``torch.export.load(path).module()`` or AOTInductor."""
-    import torch
-
-    from evss.checkpoint import atomic_write
     model = model.float().eval()
     key_in, non_in = example_inputs(model, height, width, flow_input=flow_input)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,9 +172,7 @@ def check_onnx(model, paths: dict[str, Path], *, height: int, width: int, flow_i
     Returns per graph and output: the max absolute difference (float outputs) or the share of
     differing values (integer outputs: argmax may flip where two classes tie within rounding).
     """
-    import numpy as np
-    import onnxruntime as ort
-    import torch
+    import onnxruntime as ort  # optional (package onnxruntime): imported where it is needed
 
     key_in, non_in = example_inputs(model, height, width, flow_input=flow_input, seed=seed)
     report: dict[str, dict[str, float]] = {}
@@ -209,27 +196,8 @@ def check_onnx(model, paths: dict[str, Path], *, height: int, width: int, flow_i
     return report
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx",
-                   help="onnx (onnxruntime, TensorRT, ...) or pt2 (torch.export programs; TorchScript tracing "
-                        "cannot follow CSRNet's shape arithmetic)")
-    p.add_argument("--weights", default=None, help="built-in name or checkpoint (default: the segment default)")
-    p.add_argument("--size", default="256x512", help="input size HxW, multiples of 32 (default 256x512)")
-    p.add_argument("--opset", type=int, default=18, help=f"ONNX opset (>= {MIN_OPSET}, default 18)")
-    p.add_argument("--flow-input", action="store_true",
-                   help="the non-keyframe graph takes the flow as an input instead of running FlowNet")
-    p.add_argument("--check", action="store_true", help="compare the ONNX graphs with PyTorch (needs onnxruntime)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-
-
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from evss.segment_video import load_weights
-    try:
-        h, w = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise EvssError(f"--size {args.size!r} is not HxW, e.g. 256x512") from None
+    h, w = args.size
     model, config, described, _ = load_weights(args.weights, notice=lambda m: print(m, file=sys.stderr))
     if args.format == "onnx":
         paths = export_onnx(model, args.output, height=h, width=w, opset=args.opset, flow_input=args.flow_input)

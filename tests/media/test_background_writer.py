@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from evss.data.video import BackgroundWriter
+from evss.media import BackgroundWriter
 
 
 def test_items_are_written_in_order_and_close_drains():

@@ -23,39 +23,29 @@ import json
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import av
+import numpy as np
+import torch
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 512x1024") from None
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"size {text!r}: each side must be at least 32")
-    return h, w
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None, help="built-in name or checkpoint (default: the segment default)")
-    p.add_argument("--preset", default=None, help="time an untrained preset instead (paper, official, light, tiny)")
-    p.add_argument("--size", type=_size, default=(512, 1024), help="frame size HxW (default 512x1024)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
-    p.add_argument("--keyframe-interval", type=int, default=5)
-    p.add_argument("--flow", nargs="+", default=["learned", "dis", "mv"], choices=("learned", "dis", "mv"),
-                   help="flow sources to time (default all)")
-    p.add_argument("--frames", type=int, default=16, help="stream length (default 16)")
-    p.add_argument("--runs", type=int, default=5, help="timed runs per part (default 5)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2, help="passes over the clip per stream (default 2)")
-    p.add_argument("--half", action="store_true", help="float16 on CUDA")
-    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+from evss.checkpoint import load_weights
+from evss.config import build_model, preset
+from evss.data.synthdrive import SynthDriveConfig, generate_clip
+from evss.device import resolve_device, resolve_dtype
+from evss.errors import EvssError
+from evss.flow_sources import MVFlow, make_flow_source
+from evss.media import atomic_write, open_video, vectors_to_flow, write_video_frames
+from evss.models.backbone import prepare_inference
+from evss.models.distortion import merge
+from evss.models.upsample import labels_from_quarter
+from evss.models.warp import warp
+from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
 
 
-def _sync(device) -> None:
-    import torch
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -80,12 +70,6 @@ def _median_ms(values: list[float]) -> float | None:
 
 def _decode_fields(path: Path) -> tuple[list, float, float, float]:
     """Motion fields of an encoded clip and ms per frame: decode plain, decode + export_mvs, field build."""
-    import av
-    import numpy as np
-
-    from evss.data.video import open_video
-    from evss.flow_sources import vectors_to_flow
-
     def decode(opts: dict | None) -> tuple[float, list]:
         c = av.open(str(path))
         s = c.streams.video[0]
@@ -117,22 +101,8 @@ def _decode_fields(path: Path) -> tuple[list, float, float, float]:
 
 def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: int, frames: int, runs: int,
           warmup: int, repeats: int = 2, dtype=None) -> dict:
-    import tempfile
-
-    import torch
-    import torch.nn.functional as F
-
-    from evss.data.synthdrive import SynthDriveConfig, generate_clip
-    from evss.data.video import write_video_frames
-    from evss.flow_sources import MVFlow, make_flow_source
-    from evss.models.distortion import coarse_map, fine_map, fuse
-    from evss.models.upsample import labels_from_quarter
-    from evss.models.warp import warp
-    from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
-
     dtype = dtype or torch.float32
     h, w = size
-    from evss.models.backbone import prepare_inference
     prepare_inference(model.backbone.eval())  # as VideoSegmenter does: BN folded, NHWC for SwiftNet
     model = model.to(device, dtype).eval()
     clip = generate_clip(SynthDriveConfig(height=h, width=w, frames=max(frames, 2)), seed=0)
@@ -171,8 +141,7 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
         parts["conet"] = timed(lambda: model.correction(cur, warped), runs=runs, warmup=warmup, device=device)
 
         def fusion():  # Eqs. (3)-(5) on the 1/4 grid, as the segmenter does (labels are timed apart)
-            m = fine_map(coarse_map(warped, pred), model.correction.edge_probability(edge), model.distortion)
-            return fuse(warped, upd, m, model.distortion)
+            return merge(warped, upd, model.correction.edge_probability(edge), pred, model.distortion)
 
         parts["fusion"] = timed(fusion, runs=runs, warmup=warmup, device=device)
 
@@ -224,13 +193,6 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from evss.config import build_model, preset
-    from evss.device import resolve_device, resolve_dtype
-    from evss.errors import EvssError
-    from evss.segment_video import load_weights
-
     if args.frames < 2 or args.keyframe_interval < 1 or args.runs < 1 or args.repeats < 1:
         raise EvssError("--frames must be >= 2; --keyframe-interval, --runs and --repeats >= 1")
     if args.threads:
@@ -276,7 +238,6 @@ def run(args: argparse.Namespace) -> int:
               f"{ms(r.get('non_keyframe_over_keyframe'), '.2f') if r else '-'} | "
               f"{ms(r.get('mean_frame_over_per_frame'), '.2f') if r else '1.00'} |")
     if args.json:
-        from evss.checkpoint import atomic_write
         atomic_write(args.json, lambda p: p.write_text(json.dumps(res, indent=2) + "\n"))
         print(f"\nwrote {args.json}")
     return 0
