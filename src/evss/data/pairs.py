@@ -34,10 +34,8 @@ from evss.data.transforms import (
 )
 from evss.errors import DataError, EvssError
 
-# Moved to evss.data.sources; re-exported until evss.data.validate, evss.data.synthdrive.storage,
-# evss.evaluate, tests/test_errors.py and tests/test_fuzz.py import them from there.
-from evss.data.sources import ClipSource as SynthDriveSource  # noqa: F401
-from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence, read_label_ids, read_rgb  # noqa: F401
+# Moved to evss.data.sources; re-exported until tests/test_fuzz.py imports them from there.
+from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
