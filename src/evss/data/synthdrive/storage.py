@@ -32,6 +32,7 @@ from tqdm import tqdm
 from evss.classes import CAMVID, IGNORE_INDEX
 from evss.config import from_dict
 from evss.data._paths import safe_join
+from evss.data.sources import read_label_ids
 from evss.data.synthdrive.clip import GENERATOR_VERSION, Clip, clip_seed, generate_clip
 from evss.data.synthdrive.config import SynthDriveConfig, check_config
 from evss.data.synthdrive.preview import contact_sheet, preview_row
@@ -121,9 +122,6 @@ def check_label_ids(ids: np.ndarray, path: Path) -> np.ndarray:
 
 def read_label(path: Path) -> np.ndarray:
     """One SynthDrive label PNG: (H, W) uint8 CamVid-11 ids, 255 = void; DataError naming the file."""
-    # Imported on call: evss.data.sources imports this package (its SynthDriveFolder reads what
-    # write_dataset writes), so a top-level import here would be an import cycle.
-    from evss.data.sources import read_label_ids
     return check_label_ids(read_label_ids(path), path)
 
 
