@@ -305,7 +305,7 @@ def test_dataset_check_of_a_tree(frame, label, sample):
     """check_files over a two-frame sequence whose second frame and label are fuzzed: it collects
     (never raises); report_bad_files turns what it found into one DataError."""
     from evss.data.camvid import read_camvid_label
-    from evss.data.pairs import FileSequenceSource, FrameFile, FrameSequence
+    from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence
     from evss.data.validate import check_files, report_bad_files
     tree = WORK / "tree"
     tree.mkdir(exist_ok=True)
