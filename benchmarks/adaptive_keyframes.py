@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from evss.checkpoint import load_weights
+from evss.cli.args import size
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
 from evss.keyframes import AdaptiveKeyframes, FlowProbe
 from evss.metrics import ConfusionMatrix
@@ -60,7 +61,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="built-in name or checkpoint (default: the segment default)")
     ap.add_argument("--clips", type=int, default=6)
     ap.add_argument("--frames", type=int, default=40)
-    ap.add_argument("--size", default="256x512")
+    ap.add_argument("--size", type=size, default="256x512")
     ap.add_argument("--intervals", default="1,2,3,5,8,12,20")
     ap.add_argument("--max-interval", type=int, default=20)
     ap.add_argument("--cuts", action="store_true", help="join clips pairwise: videos with a hard cut")
@@ -71,7 +72,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    h, w = (int(v) for v in a.size.split("x"))
+    h, w = a.size
     model, config, described, trained = load_weights(a.weights)
     clips = [generate_clip(SynthDriveConfig(height=h, width=w, frames=a.frames), seed=a.seed + i)
              for i in range(a.clips)]

@@ -28,6 +28,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+from evss.cli.args import size
+
 
 def make_video(path: Path, frames: int, height: int, width: int, fps: int = 25) -> None:
     """A pattern panning 3 px per frame plus two blocks moving against it, streamed into H.264."""
@@ -63,7 +65,7 @@ def status(pid: int) -> dict[str, int]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=10_000)
-    p.add_argument("--size", default="128x256", help="HxW (default 128x256)")
+    p.add_argument("--size", type=size, default="128x256", help="HxW (default 128x256)")
     p.add_argument("--preset", default="light", help="untrained preset to run (default light)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=200, help="frames before the start sample (default 200)")
@@ -72,7 +74,7 @@ def main() -> int:
                    help="folder for the input, checkpoint and output (default: a temporary folder)")
     p.add_argument("--report", type=Path, default=None, help="also write the figures as JSON here")
     args = p.parse_args()
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     work = args.work or Path(tempfile.mkdtemp(prefix="evss-endurance-"))
     work.mkdir(parents=True, exist_ok=True)
 

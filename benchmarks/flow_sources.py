@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from evss.checkpoint import load_weights
+from evss.cli.args import size
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
 from evss.flow_sources import DISFlow, MVFlow
 from evss.media import open_video, write_video_frames
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="built-in name or checkpoint (default: the segment default)")
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--frames", type=int, default=20)
-    ap.add_argument("--size", default="256x512")
+    ap.add_argument("--size", type=size, default="256x512")
     ap.add_argument("--interval", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=100, help="SynthDrive seeds seed..seed+clips-1")
@@ -103,7 +104,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    h, w = (int(v) for v in a.size.split("x"))
+    h, w = a.size
     model, config, described, trained = load_weights(a.weights)
     model.eval()
     dis_variants = {"dis (fast)": DISFlow(preset="fast"), "dis (medium)": DISFlow(preset="medium"),
@@ -172,7 +173,7 @@ def main() -> None:
              "* `dis`: OpenCV's DIS optical flow (`cv2.DISOpticalFlow_create`, preset fast) on the full-resolution "
              "grey frames, DIS(current -> previous), averaged onto the 1/4 grid. No training; a CPU library.",
              "* `mv`: the block motion vectors the H.264/MPEG decoder already has (`flags2=+export_mvs`). The reader "
-             "turns them into a dense field per frame (`evss.flow_sources.vectors_to_flow`): each block's "
+             "turns them into a dense field per frame (`evss.media.motion_vectors.vectors_to_flow`): each block's "
              "`src - dst` is a backward displacement, divided by the distance to its reference frame (P frames: the "
              "previous I/P frame; B frames: both anchors, the distances read from the length ratio of bi-predicted "
              "vectors so that B-pyramids are handled; future vectors change sign); intra blocks and I frames reuse "
@@ -183,7 +184,7 @@ def main() -> None:
              f"(4x4 area mean), in full-resolution pixels, over cells without occluded pixels. ms: median per frame "
              f"pair at {w}x{h} (padded to multiples of 32). mIoU: EVSS at keyframe interval {a.interval}; per-frame "
              f"backbone mIoU {100 * base:.1f}%. Command: `python benchmarks/flow_sources.py --weights "
-             f"{a.weights or '(default)'} --clips {a.clips} --frames {a.frames} --size {a.size} --threads {a.threads}`.",
+             f"{a.weights or '(default)'} --clips {a.clips} --frames {a.frames} --size {a.size[0]}x{a.size[1]} --threads {a.threads}`.",
              "", "| source | EPE (px) | ms / frame | mIoU @ interval %d |" % a.interval, "|---|---:|---:|---:|"]
     for r in rows:
         ms = "-" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.1f}"

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from evss.cli.args import size
 from evss.config import build_model, preset
 from evss.models.backbone import prepare_inference
 from evss.models.upsample import labels_from_quarter
@@ -28,7 +29,7 @@ def keyframe(model, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["light", "lite0"])
-    p.add_argument("--sizes", nargs="+", default=["360x480", "512x1024"])
+    p.add_argument("--sizes", nargs="+", type=size, default=[(360, 480), (512, 1024)])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
@@ -42,12 +43,12 @@ def main() -> None:
         models[name] = model
     print(f"# keyframe = backbone + labels; {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    print("| preset | " + " | ".join(f"{s} ms" for s in args.sizes) + " |")
+    print("| preset | " + " | ".join(f"{s[0]}x{s[1]} ms" for s in args.sizes) + " |")
     print("|---|" + "---:|" * len(args.sizes))
     times: dict[tuple[str, str], list[float]] = {}
     with torch.inference_mode():
-        for size_text in args.sizes:
-            h, w = (int(v) for v in size_text.split("x"))
+        for size_hw in args.sizes:
+            h, w = size_hw
             hp, wp = -(-h // 32) * 32, -(-w // 32) * 32  # the segmenter pads to a multiple of 32
             image = torch.rand(1, 3, hp, wp)
             for name, model in models.items():
@@ -57,7 +58,7 @@ def main() -> None:
                     for _ in range(args.runs):
                         t0 = time.perf_counter()
                         keyframe(model, image, (h, w))
-                        times.setdefault((name, size_text), []).append(time.perf_counter() - t0)
+                        times.setdefault((name, size_hw), []).append(time.perf_counter() - t0)
     for name in models:
         row = [f"{1000 * statistics.median(times[(name, s)]):.1f}" for s in args.sizes]
         print(f"| {name} | " + " | ".join(row) + " |")

@@ -16,8 +16,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from evss.cli.args import size
 from evss.config import build_model, preset
 from evss.models.distortion import coarse_map, fine_map, fuse
+from evss.models.upsample import upsample4
 from evss.models.warp import warp
 
 
@@ -56,7 +58,7 @@ def bench(name: str, h: int, w: int, runs: int, warmup: int, device: torch.devic
         def fusion():
             m = fine_map(coarse_map(warped, pred), model.correction.edge_probability(edge), model.distortion)
             merged = fuse(warped, upd, m, model.distortion)
-            return torch.nn.functional.interpolate(merged, scale_factor=4, mode="bilinear").argmax(1)
+            return upsample4(merged, (4 * merged.shape[-2], 4 * merged.shape[-1])).argmax(1)
 
         parts = {
             "backbone": (model.backbone, lambda: model.backbone(key)),
@@ -79,19 +81,20 @@ def bench(name: str, h: int, w: int, runs: int, warmup: int, device: torch.devic
 
 
 def fusion_key(model, key):
-    return torch.nn.functional.interpolate(model.backbone(key), scale_factor=4, mode="bilinear").argmax(1)
+    logits = model.backbone(key)
+    return upsample4(logits, (4 * logits.shape[-2], 4 * logits.shape[-1])).argmax(1)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["paper", "light"])
-    ap.add_argument("--size", default="512x1024")
+    ap.add_argument("--size", type=size, default="512x1024")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
-    h, w = (int(v) for v in a.size.split("x"))
+    h, w = a.size
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     print(f"device {device} ({platform.processor() or platform.machine()}), threads {torch.get_num_threads()}, "

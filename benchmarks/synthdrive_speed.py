@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from evss.cli.args import size
 from evss.data.synthdrive import SynthDriveConfig, generate_clip, write_dataset
 
 
@@ -30,11 +31,11 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=4, help="timed clips per measurement")
     ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--size", default="256x512", help="HxW")
+    ap.add_argument("--size", type=size, default="256x512", help="HxW")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder to write into (default: a temporary folder)")
     args = ap.parse_args()
-    h, w = (int(x) for x in args.size.lower().split("x"))
+    h, w = args.size
     cfg = SynthDriveConfig(height=h, width=w, frames=args.frames)
     print(f"size {h}x{w}, {args.frames} frames/clip, {args.clips} timed clips, cpus {os.cpu_count()}, "
           f"cv2 threads {cv2.getNumThreads()}, torch threads {torch.get_num_threads()}, "
@@ -56,7 +57,7 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         write_dataset(root, clips=args.clips, seed=args.seed, config=cfg, progress=False)
         wall, cpu = (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
-        size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / n
+        per_frame = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / n
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average before timing: {load0:.2f}, after: {load:.2f} "
@@ -66,8 +67,8 @@ def main() -> None:
     print(f"write_dataset (all in) : {1e3 * wall:7.1f} ms/frame wall, {1e3 * cpu:.1f} ms/frame CPU "
           f"(all threads), {60 / (wall * args.frames):.2f} clips/min")
     print(f"projected 200 x 30 frames at {h}x{w}: {wall * 200 * 30 / 60:.1f} min (target < 10 min)")
-    print(f"disk: {size / 2**20:.2f} MiB/frame, "
-          f"projected {size * 200 * 30 / 2**30:.1f} GiB for 200 x 30")
+    print(f"disk: {per_frame / 2**20:.2f} MiB/frame, "
+          f"projected {per_frame * 200 * 30 / 2**30:.1f} GiB for 200 x 30")
 
 
 if __name__ == "__main__":

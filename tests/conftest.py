@@ -202,6 +202,16 @@ def panning_clip(n: int, h: int, w: int, *, step: int = 4, seed: int = 0) -> lis
     return [np.ascontiguousarray(base[:, step * t:step * t + w]) for t in range(n)]
 
 
+def smooth_frames(n: int, h: int, w: int, *, step: int = 0, seed: int = 0) -> np.ndarray:
+    """A smooth random texture panning ``step`` pixels right per frame: (n, h, w, 3) uint8 (for codecs)."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    big = rng.integers(0, 256, ((h + 16) // 4 + 1, (w + abs(step) * n + 16) // 4 + 1, 3), dtype=np.uint8)
+    big = cv2.GaussianBlur(cv2.resize(big, (big.shape[1] * 4, big.shape[0] * 4)), (5, 5), 1.5)
+    x0 = abs(step) * n + 8
+    return np.stack([big[8:8 + h, x0 - step * t:x0 - step * t + w] for t in range(n)])
+
+
 @pytest.fixture(scope="session")
 def synth_clip():
     """A SynthDrive clip, 8 frames of 64x128: real camera and object motion with exact flow."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import smooth_frames
 from evss.errors import EvssError
 from evss.flow_sources import FLOW_SOURCES, DISFlow, MVFlow, make_flow_source
 from evss.media import open_video, write_video_frames
@@ -24,16 +25,6 @@ def mvs(*rows) -> np.ndarray:
     for i, (src, w, h, x, y, mx, my) in enumerate(rows):
         out[i] = (src, w, h, x + mx // 4, y + my // 4, x, y, 0, mx, my, 4)
     return out
-
-
-def smooth_frames(n: int, h: int, w: int, *, step: int = 0, seed: int = 0) -> np.ndarray:
-    """A smooth random texture panning ``step`` pixels right per frame: (n, h, w, 3) uint8."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    big = rng.integers(0, 256, ((h + 16) // 4 + 1, (w + abs(step) * n + 16) // 4 + 1, 3), dtype=np.uint8)
-    big = cv2.GaussianBlur(cv2.resize(big, (big.shape[1] * 4, big.shape[0] * 4)), (5, 5), 1.5)
-    x0 = abs(step) * n + 8
-    return np.stack([big[8:8 + h, x0 - step * t:x0 - step * t + w] for t in range(n)])
 
 
 def as_tensor(frames: np.ndarray) -> torch.Tensor:

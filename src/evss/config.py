@@ -182,11 +182,18 @@ def load_config(path: str | Path) -> EVSSConfig:
         return preset(str(path))
     if not p.is_file():
         raise ConfigError(f"config {path}: no such file and not a preset ({sorted(PRESETS)})")
+    return config_from_json(read_json(p, "config"), where=str(p))
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """A JSON file's content; a missing file or bad JSON raises ConfigError naming ``what`` and the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {path}: no such file")
     try:
-        data = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config {p}: not valid JSON ({exc})") from None
-    return config_from_json(data, where=str(p))
+        raise ConfigError(f"{what} {p}: not valid JSON ({exc})") from None
 
 
 def config_from_json(data: Any, *, where: str = "config") -> EVSSConfig:

@@ -10,22 +10,12 @@ import av
 import numpy as np
 import pytest
 
-from conftest import DATA, need_path
+from conftest import DATA, need_path, smooth_frames
 from evss.errors import EvssError
 from evss.media import (VideoWriter, open_video, output_size, prefetch, read_video_frames, resize_flow, rotate_flow,
                         write_label_png, write_video_frames)
 
 REAL_CLIP = DATA / "video" / "udacity_vehicle_test_video.mp4"
-
-
-def smooth_frames(n: int, h: int, w: int, *, seed: int = 0, step: int = 0) -> np.ndarray:
-    """A smooth random texture panning ``step`` pixels right per frame: (n, h, w, 3) uint8."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    big = rng.integers(0, 256, ((h + 16) // 4 + 1, (w + abs(step) * n + 16) // 4 + 1, 3), dtype=np.uint8)
-    big = cv2.GaussianBlur(cv2.resize(big, (big.shape[1] * 4, big.shape[0] * 4)), (5, 5), 1.5)
-    x0 = abs(step) * n + 8
-    return np.stack([big[8:8 + h, x0 - step * t:x0 - step * t + w] for t in range(n)])
 
 
 def encode_raw(path: Path, frames: np.ndarray, *, rate: int = 25, rotation: int = 0, pts: list[int] | None = None,

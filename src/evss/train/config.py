@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from evss.checkpoint import read_metadata
-from evss.config import PRESETS, EVSSConfig, apply_overrides, from_dict, load_config, parse_override, preset
+from evss.config import (PRESETS, EVSSConfig, apply_overrides, from_dict, load_config, parse_override, preset,
+                         read_json)
 from evss.errors import ConfigError
 from evss.losses import LossWeights
 
@@ -196,15 +197,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
     Keys starting with ``_`` (such as ``"_comment"``) are notes and are skipped.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"training config {path}: no such file")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"training config {p}: not valid JSON ({exc})") from None
+    data = read_json(path, "training config")
     data = {k: v for k, v in data.items() if not k.startswith("_")} if isinstance(data, dict) else data
-    return from_dict(TrainConfig, data, where=str(p))
+    return from_dict(TrainConfig, data, where=str(path))
 
 
 # flag dest -> TrainConfig field, for the flags of evss.cli.train whose name differs from the field
