@@ -149,3 +149,20 @@ def test_bench_times_every_flow_source(tmp_path, capsys, keep_threads, tiny_weig
         assert r["non_keyframe_over_keyframe"] > 0 and r["mean_frame_over_per_frame"] > 0
     assert res["threads"] == 1 and res["size"] == [64, 128]
     assert "mean frame / per-frame" in capsys.readouterr().out
+
+
+def test_dis_converts_each_streamed_frame_to_grey_once(monkeypatch):
+    import evss.flow_sources as fs
+    frames = [torch.from_numpy(f.copy()).permute(2, 0, 1)[None].float() / 255 for f in smooth_frames(4, 64, 96, step=2)]
+    calls = []
+    real = fs._grey_u8
+    monkeypatch.setattr(fs, "_grey_u8", lambda x: calls.append(1) or real(x))
+    streamed = fs.DISFlow()
+    flows = [streamed(frames[i - 1], frames[i]) for i in range(1, 4)]
+    assert len(calls) == 4  # frame 0 as the first reference, then each new current once
+    for i, flow in enumerate(flows, start=1):  # the same flow as a fresh estimator computes
+        assert torch.equal(flow, fs.DISFlow()(frames[i - 1], frames[i]))
+    frames[3].mul_(0.5)  # an in-place change is seen: no stale grey image
+    calls.clear()
+    streamed(frames[3], frames[2])
+    assert len(calls) == 2
