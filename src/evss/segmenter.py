@@ -26,7 +26,7 @@ from evss.models.backbone import prepare_inference
 from evss.models.distortion import coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
-from evss.models.upsample import labels_from_quarter, upsample4
+from evss.models.upsample import class_argmax, labels_from_quarter, upsample4
 from evss.models.warp import warp
 
 MODES = ("evss", "warp_only", "per_frame")
@@ -199,7 +199,7 @@ class VideoSegmenter:
 
     def _keyframe(self, image: torch.Tensor) -> FrameResult:
         feat = self.model.backbone(image)  # (1, C, h, w)   lines 3-6
-        self._feat, self._pred, self._image = feat, feat.argmax(dim=1), image
+        self._feat, self._pred, self._image = feat, class_argmax(feat), image
         res = FrameResult(index=self._index, labels=self._labels(feat), is_keyframe=True, seconds=0.0)
         if self.return_maps:
             zero = np.zeros(self._size, dtype=np.float32)
@@ -209,7 +209,7 @@ class VideoSegmenter:
 
     def _warp_only(self, image: torch.Tensor) -> FrameResult:
         warped = warp(self._feat, self.flow(self._image, image))  # (1, C, h, w)   line 8
-        self._feat, self._pred, self._image = warped, warped.argmax(dim=1), image
+        self._feat, self._pred, self._image = warped, class_argmax(warped), image
         res = FrameResult(index=self._index, labels=self._labels(warped), is_keyframe=False, seconds=0.0)
         res.warped_labels = res.labels if self.return_maps else None
         return res
@@ -223,7 +223,7 @@ class VideoSegmenter:
                             image=image, warped=warped, key_pred=key_pred)  # lines 9-15
             merged = parts["merged_logits"]
             labels = self._labels(merged)  # lines 16-17
-            pred = merged.argmax(dim=1)  # (1, h, w)  P_i
+            pred = class_argmax(merged)  # (1, h, w)  P_i
             maps = {k: parts[f"{k}_map"] for k in ("coarse", "edge", "fine")}
             full_maps = None
         else:
@@ -252,10 +252,10 @@ class VideoSegmenter:
         coarse_up = self._upsample(coarse)
         fine = fine_map(coarse_up, edge, distortion)  # (1, 1, H, W)
         merged = fuse(up_w, up_u, fine, distortion)  # (1, C, H, W)
-        labels = merged.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+        labels = class_argmax(merged)[0].to(torch.uint8).cpu().numpy()
         # P_i on the 1/4 grid for the next coarse map: the quarter-grid merge's argmax.
         q_merged, _, q_fine = merge(warped, updated, correction.edge_probability(edge_scores), key_pred, distortion)
-        pred = q_merged.argmax(dim=1)
+        pred = class_argmax(q_merged)
         maps = {"coarse": coarse, "edge": correction.edge_probability(edge_scores), "fine": q_fine}
         full = {"coarse": coarse_up[0, 0].float().cpu().numpy(), "edge": edge[0, 0].float().cpu().numpy(),
                 "fine": fine[0, 0].float().cpu().numpy()} if self.return_maps else None

@@ -35,3 +35,12 @@ def test_uniform_regions_are_not_interpolated():
     logits = torch.zeros(1, 4, 8, 8)
     logits[:, 2] = 1.0
     assert torch.equal(labels_from_quarter(logits, (32, 32)), torch.full((32, 32), 2, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_class_argmax_is_torch_argmax_ties_included(dtype):
+    from evss.models.upsample import class_argmax
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, (2, 11, 17, 23), generator=g).to(dtype)  # many ties
+    assert torch.equal(class_argmax(x), x.argmax(dim=1))
+    assert torch.equal(class_argmax(x[0], 0), x[0].argmax(dim=0))

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from evss.models.upsample import class_argmax
+
 MODES = ("fine", "coarse", "edge")
 
 
@@ -30,7 +32,7 @@ def coarse_map(warped_logits: torch.Tensor, key_pred: torch.Tensor) -> torch.Ten
 
     warped_logits (N, C, h, w), key_pred (N, h, w) long -> (N, 1, h, w) float, binary.
     """
-    return (warped_logits.argmax(dim=1) != key_pred).unsqueeze(1).to(warped_logits.dtype)
+    return (class_argmax(warped_logits) != key_pred).unsqueeze(1).to(warped_logits.dtype)
 
 
 def fine_map(coarse: torch.Tensor, edge: torch.Tensor, config: DistortionConfig) -> torch.Tensor:

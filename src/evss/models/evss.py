@@ -15,6 +15,7 @@ import torch.nn as nn
 from evss.models.correction import CoNet
 from evss.models.distortion import DistortionConfig, merge
 from evss.models.flow import FlowEstimator
+from evss.models.upsample import class_argmax
 from evss.models.warp import warp
 
 
@@ -74,7 +75,7 @@ class EVSSNet(nn.Module):
         if key_logits is None:
             with torch.no_grad():
                 key_logits = self.backbone(key_image)  # (N, C, h, w)
-        key_pred = key_logits.argmax(dim=1)  # (N, h, w)  P_k
+        key_pred = class_argmax(key_logits)  # (N, h, w)  P_k
         if flow is None:
             flow = self.flow(key_image, image)  # (N, 2, h, w)
         warped = warp(key_logits, flow)  # (N, C, h, w)  Eq. (1)
