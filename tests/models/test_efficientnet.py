@@ -119,3 +119,25 @@ def test_folded_batchnorm_equals_the_plain_path():
 def test_fold_refuses_training_mode():
     with pytest.raises(RuntimeError, match="eval mode"):
         fold_batchnorm(EfficientNetLite("lite0"))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("size", [(16, 24), (10, 6), (32, 30), (15, 17)])
+def test_same_padding_without_copy_equals_explicit_padding(k, size):
+    """Stride 1 pads inside the conv; stride 2 on even sizes assembles the last row/column from
+    thin slices: both must equal TF "same" done by padding the input (bottom/right extra)."""
+    import torch.nn.functional as F
+    torch.manual_seed(k)
+    h, w = size
+    for stride in (1, 2):
+        for groups, cin in ((1, 3), (8, 8)):
+            conv = SameConv2d(cin, 8, k, stride, groups=groups, bias=True)
+            x = torch.randn(2, cin, h, w)
+            ph = max((-(-h // stride) - 1) * stride + k - h, 0)
+            pw = max((-(-w // stride) - 1) * stride + k - w, 0)
+            ref = F.conv2d(F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]), conv.weight, conv.bias,
+                           stride, 0, 1, groups)
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                out = conv(x.contiguous(memory_format=fmt))
+                assert out.shape == ref.shape
+                torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)

@@ -75,11 +75,28 @@ class SameConv2d(nn.Conv2d):
         if s == 1:  # odd kernel, stride 1: "same" is symmetric, so the conv pads without a copy
             return F.conv2d(x, self.weight, self.bias, 1, k // 2, self.dilation, self.groups)
         h, w = int(x.shape[-2]), int(x.shape[-1])
+        if s == 2 and k % 2 and k >= 3 and h % 2 == 0 and w % 2 == 0 and h >= k and w >= k:
+            return self._stride2_even(x, k)
         pad_h = max((-(-h // s) - 1) * s + k - h, 0)
         pad_w = max((-(-w // s) - 1) * s + k - w, 0)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def _stride2_even(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Stride 2, odd k, even H and W: "same" pads (k//2 - 1, k//2) per side, one more at the end.
+
+        Padding the whole input would copy it (the expanded depthwise inputs are the largest
+        tensors of the encoder); instead the conv pads symmetrically by k//2 - 1 itself, which gives
+        every output but the last row and column, and those two come from thin padded slices.
+        """
+        h, w = x.shape[-2:]
+        pb = k // 2 - 1  # pixels of "same" padding before; after: pb + 1
+        conv = lambda t, pad: F.conv2d(t, self.weight, self.bias, 2, pad, self.dilation, self.groups)  # noqa: E731
+        main = conv(x, pb)  # (N, C', H/2 - 1, W/2 - 1)
+        rows = conv(F.pad(x[..., h - 2 - pb:, :], [pb, pb + 1, 0, pb + 1]), 0)  # (N, C', 1, W/2): the last row
+        cols = conv(F.pad(x[..., :, w - 2 - pb:], [0, pb + 1, pb, pb + 1]), 0)  # (N, C', H/2, 1): the last column
+        return torch.cat([torch.cat([main, cols[..., :-1, :]], dim=-1), rows], dim=-2)  # (N, C', H/2, W/2)
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
