@@ -83,6 +83,9 @@ def test_literal_choices_agree_with_the_library():
 
     assert segment_flags.FLOW_SOURCES == bench_flags.FLOW_SOURCES == flow_sources.FLOW_SOURCES
     assert segment_flags.LAYOUTS == visualize.LAYOUTS
+    from evss import backends
+    from evss.cli import args as shared_args
+    assert shared_args.BACKENDS == backends.BACKENDS
     assert segment_flags.MAP_NAMES == MAP_NAMES and set(MAP_NAMES) == set(MODES)
     assert segment_flags.DEFAULT_WEIGHTS == checkpoint.DEFAULT_WEIGHTS
     assert export_flags.MIN_OPSET == export_app.MIN_OPSET

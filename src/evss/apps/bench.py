@@ -31,6 +31,7 @@ import av
 import numpy as np
 import torch
 
+from evss.backends import with_backend
 from evss.checkpoint import load_weights
 from evss.config import build_model, preset
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
@@ -205,12 +206,13 @@ def run(args: argparse.Namespace) -> int:
         model, described = build_model(config).eval(), f"untrained {args.preset} preset"
     else:
         model, config, described, _ = load_weights(args.weights, notice=lambda m: print(m, file=sys.stderr))
+    with_backend(model, args.backend, device=device, dtype=dtype, threads=args.threads)
     h, w = args.size
     header = {"model": described, "preset": config.name, "size": [h, w], "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else platform.processor() or platform.machine()),
               "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
-              "torch": torch.__version__, "keyframe_interval": args.keyframe_interval, "runs": args.runs,
+              "torch": torch.__version__, "backend": args.backend, "keyframe_interval": args.keyframe_interval, "runs": args.runs,
               "warmup": args.warmup}
     print(f"evss bench: {described} ({config.name}), {w}x{h}, device {header['device_name']} ({device}), "
           f"threads {header['threads']}, {header['dtype']}, interval {args.keyframe_interval}, "

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from evss.backends import onnx_export
 from evss.checkpoint import load_weights
 from evss.errors import EvssError
 from evss.media import atomic_write
@@ -124,29 +123,8 @@ def export_onnx(model, out: Path, *, height: int, width: int, opset: int = 18,
     for name, graph, args, (ins, outs) in (
             ("keyframe", keyframe_graph(model), key_in, KEYFRAME_IO),
             ("non_keyframe", non_keyframe_graph(model, flow_input=flow_input), non_in, non_io)):
-        _onnx_export(graph, args, paths[name], ins, outs, opset)
+        onnx_export(graph, args, paths[name], ins, outs, opset)
     return paths
-
-
-def _onnx_export(graph, args: tuple, path: Path, ins: list[str], outs: list[str], opset: int) -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401  (the torch.export-based exporter translates through it)
-    except ImportError:
-        raise EvssError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript onnxruntime") from None
-    # The torch.export-based exporter: static shapes reach the model as ints. (The TorchScript
-    # tracer turns them into tensors, which CSRNet's SPP grid arithmetic does not accept.)
-    log = logging.getLogger("torch.onnx")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            atomic_write(path, lambda tmp: torch.onnx.export(
-                graph, args, str(tmp), input_names=ins, output_names=outs, opset_version=opset, dynamo=True,
-                external_data=False, verbose=False))
-    finally:
-        log.setLevel(level)
 
 
 def export_pt2(model, out: Path, *, height: int, width: int, flow_input: bool = False) -> dict[str, Path]:

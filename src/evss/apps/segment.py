@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from evss.apps._segment_run import MemoryPlan, Progress, StopOnSigint, frame_list, spans
+from evss.backends import with_backend
 from evss.checkpoint import load_weights
 from evss.classes import LABEL_SPACES
 from evss.device import resolve_device, resolve_dtype
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                         on_error=args.on_error)
     try:
         model, config, described, _ = load_weights(args.weights, notice=notice)
+        with_backend(model, args.backend, device=device, dtype=dtype, threads=args.threads)
         flow_name = args.flow or config.flow_source  # the weights' own flow source unless told otherwise
         mode = args.mode or config.default_mode
         if args.save_maps and mode == "warp_only":
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     notice(f"evss segment: {info.describe()}")
     notice(f"  model {described} ({config.name}, {config.num_classes} classes), {schedule}, mode {mode}, "
            f"flow {flow_name}, "
-           f"device {device}{' fp16' if args.half else ''}, threads {torch.get_num_threads()}")
+           f"device {device}{' fp16' if args.half else ''}, threads {torch.get_num_threads()}"
+           + (f", backend {args.backend}" if args.backend != "torch" else ""))
 
     outputs = Outputs()
     try:

@@ -55,3 +55,8 @@ def int_list(text: str) -> tuple[int, ...]:
     if not out or min(out) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: every value must be >= 1")
     return tuple(sorted(out))
+
+
+# Literal copy of evss.backends.BACKENDS (tests/apps/test_flags.py checks they agree): flag modules
+# must not import torch.
+BACKENDS = ("torch", "onnxruntime")
