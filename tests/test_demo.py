@@ -24,7 +24,7 @@ def test_demo_writes_videos_and_summary(tmp_path, capsys, keep_threads, tiny_wei
     weights = tiny_weights
     out = tmp_path / "demo"
     rc = main(["demo", "--frames", "7", "--size", "64x128", "--weights", str(weights), "--threads", "1",
-               "-o", str(out)])
+               "--keyframe-interval", "5", "-o", str(out)])
     assert rc == 0
     assert read_video_frames(out / "overlay.mp4")[0].shape == (7, 64, 128, 3)
     assert read_video_frames(out / "panel.mp4")[0].shape == (7, 128, 256, 3)
@@ -57,7 +57,10 @@ def _summary_by_hand(weights, *, frames, size, seed, interval):
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     model, config = load_model(weights)
     clip = generate_clip(SynthDriveConfig(height=size[0], width=size[1], frames=frames), seed=seed)
-    evss = [r.labels for r in VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=interval)).segment(clip.frames)]
+    from evss.flow_sources import make_flow_source
+    streamed = SegmenterConfig(keyframe_interval=interval, mode=config.default_mode)  # the weights' defaults
+    evss = [r.labels for r in VideoSegmenter(model, config=streamed,
+                                             flow=make_flow_source(config.flow_source, model)).segment(clip.frames)]
     base = [r.labels for r in VideoSegmenter(model, config=SegmenterConfig(mode="per_frame")).segment(clip.frames)]
     h, w = size
     ys, xs = np.mgrid[0:h, 0:w]

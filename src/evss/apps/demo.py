@@ -28,6 +28,7 @@ from evss.checkpoint import DEMO_WEIGHTS, load_weights
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
 from evss.device import resolve_device
 from evss.errors import EvssError
+from evss.flow_sources import make_flow_source
 from evss.media import atomic_write
 from evss.media.sinks import Outputs, VideoSink
 from evss.metrics import ConfusionMatrix, warp_labels
@@ -55,13 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
     model, config, described, trained = load_weights(args.weights, default=DEMO_WEIGHTS,
                                                      notice=lambda m: print(m, file=sys.stderr))
+    # The weights' own deployment defaults, as `evss segment` uses them (for the built-in SynthDrive
+    # weights: warp-only propagation with DIS flow, the best point measured; see the README).
+    mode, flow_name = config.default_mode, config.flow_source
     h, w = args.size
     t0 = time.perf_counter()
     synth = SynthDriveConfig(height=h, width=w, frames=args.frames)
     clip = generate_clip(synth, seed=args.seed)
     gen_s = time.perf_counter() - t0
     print(f"evss demo: SynthDrive clip of {args.frames} frames {w}x{h} (seed {args.seed}, {gen_s:.1f} s), "
-          f"model {described} ({config.name}), keyframe interval {args.keyframe_interval}, device {device}, "
+          f"model {described} ({config.name}), mode {mode}, flow {flow_name}, keyframe interval "
+          f"{args.keyframe_interval}, device {device}, "
           f"threads {torch.get_num_threads()}")
     if config.label_space != "camvid":
         print(f"note: the model predicts {config.label_space} classes but SynthDrive is labelled in CamVid-11; "
@@ -75,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         outputs.discard()
         raise
-    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval), device=device,
-                         return_maps=True)
+    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode),
+                         device=device, flow=make_flow_source(flow_name, model), return_maps=True)
     cm, tc_cm = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
     key_s, non_s, prev = [], [], None
     complete = False
@@ -109,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "weights": described, "trained": trained, "preset": config.name, "label_space": config.label_space,
         "frames": args.frames, "height": h, "width": w, "seed": args.seed,
-        "keyframe_interval": args.keyframe_interval, "device": str(device), "threads": torch.get_num_threads(),
+        "keyframe_interval": args.keyframe_interval, "mode": mode, "flow_source": flow_name, "device": str(device), "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "miou": cm.compute()["miou"], "miou_per_frame": base_cm.compute()["miou"],
         "temporal_consistency": tc_cm.compute()["miou"] if args.frames > 1 else None,
@@ -128,10 +133,11 @@ def run(args: argparse.Namespace) -> int:
     def ms(v):
         return "n/a" if v is None else f"{v:.1f} ms"
 
-    print(f"mIoU against the ground truth: EVSS {pct(summary['miou'])}, per-frame backbone "
+    name = {"evss": "EVSS", "warp_only": "warp-only"}.get(mode, mode)
+    print(f"mIoU against the ground truth: {name} {pct(summary['miou'])}, per-frame backbone "
           f"{pct(summary['miou_per_frame'])}; temporal consistency {pct(summary['temporal_consistency'])}")
     print(f"time per keyframe {ms(summary['ms_per_keyframe'])}, per non-keyframe {ms(summary['ms_per_non_keyframe'])}, "
-          f"per frame: EVSS {ms(summary['ms_per_frame_evss'])} vs per-frame backbone "
+          f"per frame: {name} {ms(summary['ms_per_frame_evss'])} vs per-frame backbone "
           f"{ms(summary['ms_per_frame_per_frame_baseline'])}"
           + (f" ({summary['speedup_vs_per_frame']:.2f}x)" if "speedup_vs_per_frame" in summary else ""))
     if not trained:
