@@ -67,7 +67,7 @@ MUTANTS: tuple[Mutant, ...] = (
       (("return config.w_f * coarse + (1.0 - config.w_f) * edge", "return (1.0 - config.w_f) * coarse + config.w_f * edge"),),
       ("tests/models/test_distortion.py",)),
     M("Eq. 3 inverted: coarse map marks the unchanged labels", "src/evss/models/distortion.py",
-      (("(warped_logits.argmax(dim=1) != key_pred)", "(warped_logits.argmax(dim=1) == key_pred)"),),
+      (("(class_argmax(warped_logits) != key_pred)", "(class_argmax(warped_logits) == key_pred)"),),
       ("tests/models/test_distortion.py", "tests/test_segmenter.py")),
     M("Eq. 5 with M^f and 1 - M^f swapped", "src/evss/models/distortion.py",
       (("return (1.0 - fine) * warped + fine * updated", "return fine * warped + (1.0 - fine) * updated"),),
