@@ -60,13 +60,13 @@ def test_header_check_catches_a_truncated_png_without_decoding_it(tmp_path):
 
 
 def test_every_bad_file_of_a_tree_is_reported_at_once(tmp_path):
-    from evss.train import SynthDriveFolder
+    from evss.train import synthdrive_folder
     root = synth_tree(tmp_path / "sd")
     clip = root / "clip_0000"
     truncate(clip / "frames" / "000001.png")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(clip / "labels" / "000002.png")  # the wrong size
     Image.fromarray(np.zeros((64, 128, 3), np.uint8)).save(clip / "labels" / "000003.png")  # RGB, not ids
-    check = validate.check_files(SynthDriveFolder(root))
+    check = validate.check_files(synthdrive_folder(root))
     assert check.files == 7 and len(check.bad) == 3, check.bad
     assert "000001.png: damaged" in check.bad[0]
     assert "000002.png: a 32x32 label for the 128x64 frame" in check.bad[1]

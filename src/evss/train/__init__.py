@@ -69,7 +69,6 @@ from evss.train.state import (
     seed_everything,
 )
 
-SynthDriveFolder = synthdrive_folder  # the name tests/test_bad_files.py imports
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 __all__ = [
     "ABLATIONS", "AMP_MODES", "BEST_FILE", "DATA_SOURCES", "MODEL_FILE", "STAGES", "STATE_FILE", "ByPosition",
-    "HeldOutFrames", "HeldOutPairs", "ItemError", "Runtime", "Stage", "StepPositions", "SynthDriveFolder",
+    "HeldOutFrames", "HeldOutPairs", "ItemError", "Runtime", "Stage", "StepPositions",
     "TrainConfig", "TrainResult", "autocast_context", "build_dataloader", "build_dataset", "build_source", "collate",
     "config_from_args", "data_label_space", "evss_batch_losses", "fit", "full_resolution_epe", "init_model",
     "load_train_config", "load_training_state", "loss_weights", "lr_factor", "main", "model_overrides",
