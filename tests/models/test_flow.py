@@ -27,7 +27,7 @@ def test_flownet_learns_flow_from_scratch_well_below_zero_flow():
     input: a half-width FlowNet trained from scratch on generated pairs beats zero flow by a clear
     margin within 400 steps (the same run with the authors' uncentred input stays at zero flow)."""
     from evss.data.flowpairs import FlowPairsConfig, FlowPairsDataset
-    from evss.train import full_resolution_epe, multiscale_epe
+    from evss.losses import full_resolution_epe, multiscale_epe
 
     torch.manual_seed(0)
     net = FlowNet(width=0.5, input_offset=0.5)

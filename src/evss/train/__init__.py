@@ -22,7 +22,6 @@ import argparse
 import os
 
 from evss.device import Runtime
-from evss.losses import full_resolution_epe, multiscale_epe, segmentation_loss
 from evss.train.config import (
     ABLATIONS,
     AMP_MODES,
@@ -91,9 +90,9 @@ __all__ = [
     "ABLATIONS", "AMP_MODES", "BEST_FILE", "DATA_SOURCES", "MODEL_FILE", "STAGES", "STATE_FILE", "ByPosition",
     "HeldOutFrames", "HeldOutPairs", "ItemError", "Runtime", "Stage", "StepPositions",
     "TrainConfig", "TrainResult", "autocast_context", "build_dataloader", "build_dataset", "build_source", "collate",
-    "config_from_args", "data_label_space", "evss_batch_losses", "fit", "full_resolution_epe", "init_model",
+    "config_from_args", "data_label_space", "evss_batch_losses", "fit", "init_model",
     "load_train_config", "load_training_state", "loss_weights", "lr_factor", "main", "model_overrides",
-    "multiscale_epe", "output_dir", "param_groups", "read_training_state", "resolve_model_config", "run",
-    "save_training_state", "seed_everything", "segmentation_loss", "setup_runtime", "synthdrive_folder",
+    "output_dir", "param_groups", "read_training_state", "resolve_model_config", "run",
+    "save_training_state", "seed_everything", "setup_runtime", "synthdrive_folder",
     "train_backbone", "train_config_to_dict", "train_evss", "train_flow",
 ]
