@@ -20,5 +20,5 @@ exec evss train backbone --model lite0 --init imagenet --data camvid --data-root
   --holdout '0006R0_f03*' --eval-every 200 --checkpoint-every 100 \
   --crop 288x384 --scale-range 0.5,2 --color-jitter 0.25 \
   --batch-size 8 --steps 2400 --optimizer adamw --lr 1e-3 --min-lr 1e-5 --weight-decay 1e-4 \
-  --encoder-lr-mult 0.25 --warmup-steps 100 --schedule poly --seg-loss ohem \
+  --encoder-lr-mult 0.25 --warmup-steps 100 --schedule poly --seg-loss ohem --class-balance 0.5 \
   --seed 0 --device "${DEVICE:-auto}" --threads "${THREADS:-2}" --out "$OUT" "${resume[@]}" "${@:2}"
