@@ -37,8 +37,8 @@ def overlay(frame: np.ndarray, labels: np.ndarray, *, label_space: str = "camvid
     step = max(1, STRIP_PIXELS // max(1, w))
     for y in _strips(h, w):
         color = space.colorize(labels[y:y + step])  # (rows, W, 3)
-        blended = frame[y:y + step].astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
-        out[y:y + step] = (blended + 0.5).astype(np.uint8)
+        # saturating uint8 blend, rounded to nearest, without float copies of the strip
+        cv2.addWeighted(np.ascontiguousarray(frame[y:y + step]), 1 - alpha, color, alpha, 0.0, dst=out[y:y + step])
     return out
 
 
