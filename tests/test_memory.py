@@ -281,3 +281,32 @@ def test_eval_scores_labels_upsampled_from_a_smaller_model_size(tiny_model):
     with pytest.raises(EvssError, match="evss eval: a 96x64 frame needs about"):
         eval_memory_plan(source=src, config=preset("tiny"), models=1, budget=memory.Budget(401 * MiB, "t"),
                          allow_downscale=False, tc=True)
+
+
+RETAINED = textwrap.dedent("""
+    import os, sys
+    from evss.memory import return_freed_memory
+    if sys.argv[1] == "fixed" and not return_freed_memory():
+        print("NOGLIBC"); raise SystemExit
+    def rss():
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    big = bytearray(24 << 20); del big  # glibc's default then raises its mmap threshold to 24 MiB
+    before = rss()
+    blocks = [bytearray(8 << 20) for _ in range(6)]  # frame-sized buffers, touched
+    pin = bytearray(100_000)  # a small live block above them: the heap cannot shrink past it
+    del blocks
+    print("RETAINED", (rss() - before) >> 20)
+""")
+
+
+def test_freed_frame_buffers_go_back_to_the_os():
+    """glibc keeps freed frame-sized buffers once its dynamic mmap threshold has grown; with
+    return_freed_memory (what segment and eval call) they go back to the OS."""
+    out = {}
+    for mode in ("default", "fixed"):
+        run = subprocess.run([sys.executable, "-c", RETAINED, mode], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        if "NOGLIBC" in run.stdout:
+            pytest.skip("no glibc mallopt here")
+        out[mode] = int(run.stdout.split("RETAINED")[1].split()[0])
+    assert out["default"] >= 24 and out["fixed"] <= 4, out

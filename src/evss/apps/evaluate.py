@@ -300,6 +300,7 @@ def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torc
 
 
 def run(args: argparse.Namespace) -> int:
+    memory.return_freed_memory()  # peaks that follow the memory plan, whatever the thread timing
     if args.threads:
         torch.set_num_threads(args.threads)
     runtime = init_distributed(args.device)  # under torchrun: one process per device, sequences split by rank
