@@ -151,11 +151,14 @@ def test_model_estimate_bounds_the_measured_peak_rss_across_sizes():
         assert got["peak"] <= memory.BASELINE + estimated, (h, w, got["peak"] / MiB)
 
 
+# The peak of this process's own memory: VmHWM. (ru_maxrss is not it: Linux carries the high-water
+# mark across fork + exec, so a child of a large pytest process reports the parent's RSS.)
 SEGMENT_RSS = textwrap.dedent("""
-    import resource, sys
+    import sys
     from evss.cli import main
     rc = main(sys.argv[1:])
-    print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "RC", rc)
+    hwm = next(l for l in open("/proc/self/status").read().splitlines() if l.startswith("VmHWM:"))
+    print("RSS", int(hwm.split()[1]) * 1024, "RC", rc)
 """)
 
 
