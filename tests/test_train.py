@@ -81,6 +81,9 @@ def test_flow_stage_multiscale_epe_falls_and_reports_held_out_epe(flow_run):
     assert {"epe6", "epe5", "epe4", "epe3", "epe2", "total"} <= set(result.losses[0])
     assert [e["step"] for e in result.evals] == [15, 30]  # every eval_every steps and at the end
     assert all(0.0 <= e["epe"] < 100.0 for e in result.evals)
+    # the references of the curve: zero flow and DIS on the same held-out pairs, computed once
+    first, last = result.evals[0], result.evals[-1]
+    assert first["epe_zero"] == last["epe_zero"] > first["epe_dis"] == last["epe_dis"] > 0
 
 
 def test_evss_stage_loss_falls_with_teacher_and_pretrained_flow(backbone_run, flow_run, tmp_path):

@@ -19,6 +19,7 @@ from evss.data.pairs import matches
 from evss.data.sources import SequenceSource, frame_name
 from evss.data.transforms import image_to_tensor
 from evss.errors import ConfigError
+from evss.flow_sources import DISFlow
 from evss.losses import full_resolution_epe
 from evss.metrics import confusion_matrix, iou_per_class, mean_iou
 from evss.models.upsample import upsample4
@@ -66,9 +67,13 @@ class HeldOutPairs:
 
     @torch.no_grad()
     def epe(self, net: nn.Module, device: torch.device) -> dict[str, float]:
-        """Mean end-point error of FlowNet ``net`` in full-resolution pixels (``epe``)."""
+        """Mean end-point error of FlowNet ``net`` in full-resolution pixels (``epe``), with the
+        same pairs' EPE of zero flow (``epe_zero``) and of OpenCV DIS (``epe_dis``) as references."""
         net.eval()
         total, count, batch = 0.0, 0, self.config.batch_size
+        references = not hasattr(self, "_references")
+        zero = dis = 0.0
+        estimator = DISFlow() if references else None
         for i in range(0, len(self.pairs), batch):
             items = [self.pairs[j] for j in range(i, min(i + batch, len(self.pairs)))]
             one, two, flow = (torch.stack([it[k] for it in items]).to(device) for k in ("image1", "image2", "flow"))
@@ -76,5 +81,10 @@ class HeldOutPairs:
                 flow2 = net(one, two)  # (N, 2, h, w)
             total += float(full_resolution_epe(flow2, flow).sum())
             count += len(items)
+            if references:  # once per run: the pairs do not change
+                zero += float(full_resolution_epe(torch.zeros_like(flow2, dtype=torch.float32), flow).sum())
+                dis += float(full_resolution_epe(estimator(one.float().cpu(), two.float().cpu()).to(device), flow).sum())
+        if references:
+            self._references = {"epe_zero": zero / count, "epe_dis": dis / count}
         net.train()
-        return {"epe": total / count}
+        return {"epe": total / count, **self._references}
