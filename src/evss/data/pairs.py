@@ -32,7 +32,7 @@ from evss.data.transforms import (
     pair_offsets,
     random_scale,
 )
-from evss.errors import DataError, EvssError
+from evss.errors import DataError
 
 # Moved to evss.data.sources; re-exported until tests/test_fuzz.py imports them from there.
 from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence  # noqa: F401
@@ -54,6 +54,15 @@ class TargetFrames(Dataset):
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def list_targets(self, source: SequenceSource, *, exclude: Sequence[str] = (), what: str = "train on") -> None:
+        """``targets``: every labelled frame of ``source`` except those whose name matches ``exclude``
+        (the held-out frames); none left is a DataError."""
+        self.targets = tuple((s, t) for s, t in labelled_targets(source)
+                             if not exclude or not matches(frame_name(source, s, t), exclude))
+        if not self.targets:
+            raise DataError(f"the source has no labelled frames to {what}"
+                            + (f" outside the held-out patterns {list(exclude)}" if exclude else ""))
 
 
 def labelled_targets(source: SequenceSource) -> tuple[tuple[int, int], ...]:
@@ -93,9 +102,7 @@ class PairDataset(TargetFrames):
             raise ValueError("offsets must not be empty")
         self.edge_dilation = edge_dilation
         self.edge_void_value = edge_void_value
-        self.targets = labelled_targets(source)
-        if not self.targets:
-            raise DataError("the source has no labelled frames to train on")
+        self.list_targets(source)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         s, t = self.targets[index]
@@ -147,11 +154,7 @@ class LabelledFrames(TargetFrames):
                  exclude: Sequence[str] = ()) -> None:
         self.source, self.crop_size, self.flip, self.seed = source, crop_size, flip, seed
         self.scale_range, self.color_jitter = scale_range, color_jitter
-        self.targets = tuple((s, t) for s, t in labelled_targets(source)
-                             if not matches(frame_name(source, s, t), exclude))
-        if not self.targets:
-            raise EvssError("the source has no labelled frames to train the backbone on"
-                            + (f" outside the held-out patterns {list(exclude)}" if exclude else ""))
+        self.list_targets(source, exclude=exclude, what="train the backbone on")
 
     def class_counts(self, num_classes: int) -> torch.Tensor:
         """Pixel count per class over the training labels (ignored pixels and ids >= C left out), (C,)."""

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from evss.classes import IGNORE_INDEX
-from evss.data.pairs import TargetFrames, labelled_targets
+from evss.data.pairs import TargetFrames
 from evss.data.sources import SequenceSource
 from evss.data.transforms import choose_offset, edge_target, image_to_tensor, label_to_tensor
 from evss.errors import DataError
@@ -241,9 +241,7 @@ class CachedPairDataset(TargetFrames):
         self.source, self.cache, self.thin = source, cache, tuple(thin_classes)
         self.crop_size, self.flip, self.seed, self.offsets = crop_size, flip, seed, tuple(offsets)
         self.use_flow, self.edge_dilation = use_flow, edge_dilation
-        self.targets = labelled_targets(source)
-        if not self.targets:
-            raise DataError("the source has no labelled frames to train on")
+        self.list_targets(source)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         s, t = self.targets[index]
