@@ -199,7 +199,8 @@ class VideoSegmenter:
 
     def _keyframe(self, image: torch.Tensor) -> FrameResult:
         feat = self.model.backbone(image)  # (1, C, h, w)   lines 3-6
-        self._feat, self._pred, self._image = feat, class_argmax(feat), image
+        # P_k only feeds the coarse map (Eq. 3): warp-only and per-frame streams skip the argmax
+        self._feat, self._pred, self._image = feat, class_argmax(feat) if self.config.mode == "evss" else None, image
         res = FrameResult(index=self._index, labels=self._labels(feat), is_keyframe=True, seconds=0.0)
         if self.return_maps:
             zero = np.zeros(self._size, dtype=np.float32)
@@ -209,7 +210,7 @@ class VideoSegmenter:
 
     def _warp_only(self, image: torch.Tensor) -> FrameResult:
         warped = warp(self._feat, self.flow(self._image, image))  # (1, C, h, w)   line 8
-        self._feat, self._pred, self._image = warped, class_argmax(warped), image
+        self._feat, self._image = warped, image  # line 18; no P_i: nothing here reads it
         res = FrameResult(index=self._index, labels=self._labels(warped), is_keyframe=False, seconds=0.0)
         res.warped_labels = res.labels if self.return_maps else None
         return res
