@@ -64,6 +64,7 @@ class HeldOutPairs:
         self.pairs = FlowPairsDataset(pairs=config.flow_eval_pairs, seed=config.seed + HELD_OUT_SEED_OFFSET,
                                       config=FlowPairsConfig(height=h, width=w))
         self.config = config
+        self._references: dict[str, float] | None = None  # zero-flow and DIS EPE, once per run
 
     @torch.no_grad()
     def epe(self, net: nn.Module, device: torch.device) -> dict[str, float]:
@@ -71,7 +72,7 @@ class HeldOutPairs:
         same pairs' EPE of zero flow (``epe_zero``) and of OpenCV DIS (``epe_dis``) as references."""
         net.eval()
         total, count, batch = 0.0, 0, self.config.batch_size
-        references = not hasattr(self, "_references")
+        references = self._references is None
         zero = dis = 0.0
         estimator = DISFlow() if references else None
         for i in range(0, len(self.pairs), batch):
