@@ -210,7 +210,8 @@ class VideoSegmenter:
 
     def _warp_only(self, image: torch.Tensor) -> FrameResult:
         warped = warp(self._feat, self.flow(self._image, image))  # (1, C, h, w)   line 8
-        self._feat, self._image = warped, image  # line 18; no P_i: nothing here reads it
+        self._feat = warped  # line 18 (no P_i: only EVSS's coarse map reads it)
+        self._image = image
         res = FrameResult(index=self._index, labels=self._labels(warped), is_keyframe=False, seconds=0.0)
         res.warped_labels = res.labels if self.return_maps else None
         return res
