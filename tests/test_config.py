@@ -41,3 +41,14 @@ def test_inconsistent_class_counts():
     d["backbone"]["num_classes"] = 3
     with pytest.raises(ConfigError, match="num_classes"):
         from_dict(EVSSConfig, d)
+
+
+def test_presets_trained_here_start_conet_at_warp_only_the_authors_keep_their_init():
+    for name in ("paper", "official"):
+        assert preset(name).correction.head_init == "random"
+    for name in ("light", "tiny", "lite0"):
+        assert preset(name).correction.head_init == "passthrough"
+    # a checkpoint config written before the field existed still loads (the default fills it)
+    old = to_dict(preset("light"))
+    del old["correction"]["head_init"]
+    assert from_dict(EVSSConfig, old).correction.head_init == "random"

@@ -100,7 +100,9 @@ def evss_stage(tiny_weights, tmp_path, monkeypatch, **over):
                                synth_clips=1, synth_frames=6, synth_size=(64, 128), crop_size=(64, 128),
                                batch_size=2, progress=False, tensorboard=False, threads=1,
                                lambda_warp=WEIGHTS.warp, lambda_semantic=WEIGHTS.semantic,
-                               lambda_edge=WEIGHTS.edge, lambda_edge_semantic=WEIGHTS.edge_semantic, **over)
+                               lambda_edge=WEIGHTS.edge, lambda_edge_semantic=WEIGHTS.edge_semantic,
+                               # a random CoNet head, so that F^u, F^m and F^w differ and the terms tell them apart
+                               model_set=("correction.head_init=random",), **over)
     train.train_evss(config, train.Runtime(device=torch.device("cpu")))
     return captured["stage"]
 

@@ -197,10 +197,14 @@ def test_ablation_switches_give_the_table_iv_config(name):
 
 def test_set_overrides_win_over_ablations_and_unknown_keys_are_errors():
     config = TrainConfig(stage="evss", model="tiny", ablation=("wf-0.8", "no-ppm"),
-                         model_set=("distortion.w_f=0.3", "correction.concat_warped=false", "distortion.mode=edge"))
+                         model_set=("distortion.w_f=0.3", "correction.concat_warped=false",
+                                    "correction.head_init=random", "distortion.mode=edge"))
     m = train.resolve_model_config(config)
     assert (m.distortion.w_f, m.correction.use_ppm, m.correction.concat_warped, m.distortion.mode) == \
         (0.3, False, False, "edge")
+    with pytest.raises(ConfigError, match="head_init=random too"):  # passthrough has no F^w to pass
+        train.resolve_model_config(TrainConfig(stage="evss", model="tiny",
+                                               model_set=("correction.concat_warped=false",)))
     with pytest.raises(ConfigError, match="correction has no key 'use_pmm'"):
         train.resolve_model_config(TrainConfig(stage="evss", model="tiny", model_set=("correction.use_pmm=false",)))
     with pytest.raises(ConfigError, match="expected float"):

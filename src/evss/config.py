@@ -98,7 +98,9 @@ def preset(name: str, *, num_classes: int | None = None, label_space: str | None
         backbone=backbone,
         # centred FlowNet input for the presets trained here; paper/official keep the authors' [0, 1]
         flow=FlowConfig(width=width, input_offset=0.0 if name in ("paper", "official") else 0.5),
-        correction=CoNetConfig(num_classes=c, width=width, variant=variant),
+        # the presets trained here start CoNet at warp-only (F^u = F^w); paper/official as the authors
+        correction=CoNetConfig(num_classes=c, width=width, variant=variant,
+                               head_init="random" if name in ("paper", "official") else "passthrough"),
         distortion=DistortionConfig(w_f=w_f))
 
 

@@ -61,3 +61,30 @@ def test_warped_size_mismatch_is_named():
 def test_unknown_variant():
     with pytest.raises(ValueError, match="variant"):
         CoNet(num_classes=3, variant="nope")
+
+
+def test_passthrough_head_starts_at_the_warped_features_and_still_learns():
+    torch.manual_seed(0)
+    net = CoNet(num_classes=4, width=0.125, head_init="passthrough")
+    image, warped = torch.rand(2, 3, 64, 64), torch.randn(2, 4, 16, 16)
+    updated, _ = _run(net, image, warped)
+    assert torch.equal(updated, warped)  # F^u = F^w: Eq. (5) is warp-only whatever M^f is
+    # one step: the decoder's head columns move, then the decoder itself gets a gradient
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    target = torch.randint(0, 4, (2, 16, 16))
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(image, warped)[0], target).backward()
+        opt.step()
+    assert net.predict_cc.weight[:, :-4].abs().sum() > 0
+    assert net.conv1[0].weight.grad.abs().sum() > 0
+    updated, _ = _run(net, image, warped)
+    assert not torch.equal(updated, warped)
+
+
+def test_passthrough_needs_the_warped_concatenation_and_a_known_name():
+    with pytest.raises(ValueError, match="concat_warped"):
+        CoNet(num_classes=3, width=0.125, head_init="passthrough", concat_warped=False)
+    with pytest.raises(ValueError, match="head_init"):
+        CoNet(num_classes=3, width=0.125, head_init="zeros")

@@ -15,7 +15,7 @@ from evss.cli.args import override, size, unit_float
 
 # The choices that evss.train.config's TrainConfig checks (tests/train/test_train_cli.py keeps them equal).
 STAGES = ("backbone", "flow", "evss")
-DATA_SOURCES = ("synthdrive", "camvid", "cityscapes", "videos")
+DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos")
 AMP_MODES = ("off", "bf16", "fp16")
 
 
@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="evss stage: teacher cache (backbone logits and pseudo-labels per frame, DIS flow per "
                    "pair); built with a progress bar if missing, finished if interrupted, refused if stale")
     g = parser.add_argument_group("data")
-    g.add_argument("--data", choices=DATA_SOURCES, default=None, help="training data (default synthdrive)")
+    g.add_argument("--data", choices=DATA_SOURCES, default=None, help="training data (default synthdrive; camvid-stills: CamVid's labelled frames made into "
+                   "short simulated drives, for the evss stage)")
     g.add_argument("--data-root", default=None,
                    help="dataset folder (synthdrive: omit to generate clips in memory; videos: a file or folder)")
     g.add_argument("--data-split", default=None, help="camvid/cityscapes split (default train)")
@@ -98,6 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--synth-clips", type=int, default=None)
     g.add_argument("--synth-frames", type=int, default=None)
     g.add_argument("--synth-size", type=size, default=None, metavar="HxW")
+    g.add_argument("--still-frames", type=int, default=None,
+                   help="camvid-stills: frames per simulated drive made from each labelled still (default 6)")
+    g.add_argument("--still-zoom", type=unit_float, default=None, metavar="Z",
+                   help="camvid-stills: forward motion per frame, the view shrinks by this fraction (default 0.03)")
     g = parser.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=None, help="per process (default 8)")
     g.add_argument("--steps", type=int, default=None)

@@ -29,6 +29,7 @@ from evss.models._layers import ConvNormAct, FusionUpsample, make_act, resize, s
 from evss.models.backbone import ImageNorm
 
 VARIANTS = ("paper", "official")
+HEAD_INITS = ("random", "passthrough")
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,19 @@ class CoNetConfig:
     use_ffm3: bool = True  # Table IV "w/o FFM-3" (the 1/4 fusion)
     use_ffm2: bool = True  # Table IV "w/o FFM-3 & FFM-2" turns this off too (the 1/8 fusion)
     concat_warped: bool = True  # Table IV "w/o concatenation of F^w": predict from the decoder only
+    # "passthrough": the 1x1 prediction starts as F^u = F^w (identity on the concatenated warped
+    # features, zero on the decoder's), so an untrained CoNet leaves Eq. (5) at warp-only and
+    # training only learns corrections; "random": PyTorch's default init (the paper's, presumably).
+    head_init: str = "random"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"CoNet variant {self.variant!r} is not one of {VARIANTS}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"CoNet head_init {self.head_init!r} is not one of {HEAD_INITS}")
+        if self.head_init == "passthrough" and not self.concat_warped:
+            raise ValueError("CoNet head_init 'passthrough' needs concat_warped: without F^w in the head "
+                             "there is nothing to pass through (set correction.head_init=random too)")
 
 
 def _cbl(cin: int, cout: int, stride: int, act: str) -> nn.Sequential:
@@ -84,16 +94,29 @@ class EdgeModule(nn.Module):
         return self.conv5(torch.cat([e4, e8, e16], dim=1))  # (N, out, H/4, W/4)
 
 
+def passthrough_init(head: nn.Conv2d, *, decoder_channels: int) -> None:
+    """Make the 1x1 head over [decoder (d4 channels), F^w (C channels)] return F^w exactly.
+
+    The decoder's columns start at zero (as a zero-initialised residual branch): they still get
+    gradients (dL/dW = dL/dout * d4), and the decoder does from the first update on.
+    """
+    c = head.out_channels
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[:, decoder_channels:, 0, 0] = torch.eye(c)  # (C, C): F^u = F^w
+
+
 class CoNet(nn.Module):
     """Correction network: (image (N,3,H,W), warped logits (N,C,H/4,W/4)) -> (F^u, edge scores)."""
 
     def __init__(self, *, num_classes: int = 19, width: float = 1.0, variant: str = "paper",
                  activation: str = "leaky_relu", use_ppm: bool = True, use_ffm3: bool = True,
-                 use_ffm2: bool = True, concat_warped: bool = True) -> None:
+                 use_ffm2: bool = True, concat_warped: bool = True, head_init: str = "random") -> None:
         super().__init__()
         self.config = CoNetConfig(num_classes=num_classes, width=width, variant=variant, activation=activation,
                                   use_ppm=use_ppm, use_ffm3=use_ffm3, use_ffm2=use_ffm2,
-                                  concat_warped=concat_warped)
+                                  concat_warped=concat_warped, head_init=head_init)
         self.num_classes = num_classes
         act = activation
         c1, c2, c3, c4, c5 = (scaled(n, width) for n in (32, 64, 128, 256, 512))
@@ -117,6 +140,8 @@ class CoNet(nn.Module):
         else:
             self.edge_layer = EdgeModule((c2, c3, c4), scaled(32, width), 1)
         self.predict_cc = nn.Conv2d(d4 + (num_classes if concat_warped else 0), num_classes, 1)
+        if head_init == "passthrough":
+            passthrough_init(self.predict_cc, decoder_channels=d4)
 
     @classmethod
     def from_config(cls, config: CoNetConfig) -> "CoNet":

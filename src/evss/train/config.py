@@ -22,9 +22,10 @@ from evss.errors import ConfigError
 from evss.losses import LossWeights
 
 STAGES = ("backbone", "flow", "evss")
-DATA_SOURCES = ("synthdrive", "camvid", "cityscapes", "videos")
+DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos")
 AMP_MODES = ("off", "bf16", "fp16")
-LABEL_SPACE_OF = {"synthdrive": "camvid", "camvid": "camvid", "cityscapes": "cityscapes"}  # videos: none
+LABEL_SPACE_OF = {"synthdrive": "camvid", "camvid": "camvid", "camvid-stills": "camvid",
+                  "cityscapes": "cityscapes"}  # videos: none
 
 # Table IV settings as overrides. Keys starting with "model." set a field of the model config
 # (EVSSConfig, dotted path); the other keys set a field of TrainConfig (the loss weights).
@@ -35,8 +36,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no-ffm3": {"model.correction.use_ffm3": False},  # w/o FFM-3 (the 1/4 fusion)
     "no-ffm3-ffm2": {"model.correction.use_ffm3": False,  # w/o FFM-3 & FFM-2
                      "model.correction.use_ffm2": False},
-    "no-concat": {"model.correction.concat_warped": False},  # w/o concatenation of F^w in N_upda
+    # w/o concatenation of F^w in N_upda (so no passthrough head: it would have nothing to pass)
+    "no-concat": {"model.correction.concat_warped": False, "model.correction.head_init": "random"},
     "no-warped": {"model.correction.concat_warped": False,  # w/o the warped features F^w at all:
+                  "model.correction.head_init": "random",
                   "model.distortion.use_warped": False},  # no concatenation, F^m = M^f * F^u
     "coarse-only": {"model.distortion.mode": "coarse"},  # w/ coarse distortion map M^c only
     "edge-only": {"model.distortion.mode": "edge"},  # w/ edge map M^e only
@@ -62,7 +65,8 @@ class TrainConfig:
     model_set: tuple[str, ...] = ()  # "key=value" overrides of the model config, e.g. "distortion.w_f=0.3"
     ablation: tuple[str, ...] = ()  # names from ABLATIONS (Table IV), applied before model_set
     # Data ------------------------------------------------------------------------------------
-    data: str = "synthdrive"  # "synthdrive" | "camvid" | "cityscapes" | "videos" (unused by "flow")
+    data: str = "synthdrive"  # "synthdrive" | "camvid" | "camvid-stills" | "cityscapes" | "videos" (unused by
+    #                           "flow"); camvid-stills: CamVid's labelled frames as simulated drives (evss stage)
     data_root: str | None = None  # dataset folder (videos: a video file, a folder of videos or of frame
     #                               folders); synthdrive without one generates clips in memory
     data_split: str = "train"  # camvid / cityscapes split
@@ -72,6 +76,8 @@ class TrainConfig:
     synth_clips: int = 8  # in-memory SynthDrive: number of clips ...
     synth_frames: int = 30  # ... frames per clip ...
     synth_size: tuple[int, int] = (256, 512)  # ... and their size (H, W)
+    still_frames: int = 6  # camvid-stills: frames per simulated drive ...
+    still_zoom: float = 0.03  # ... and the forward motion per frame (the view shrinks by this fraction)
     crop_size: tuple[int, int] | None = (256, 512)  # (H, W) random crop; also the FlowPairs size
     offsets: str = "paper"  # pair offsets i - k: "paper" [-4, 5] \ {0} or "official" {1..5, -2..-5}
     flip: bool = True  # random horizontal flip (Sec. IV-A)
@@ -143,6 +149,8 @@ class TrainConfig:
         for name in ("batch_size", "steps", "checkpoint_every", "log_every", "max_bad_steps",
                      "synth_clips", "synth_frames", "flow_pairs", "flow_eval_pairs"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(self.still_frames >= 2, f"still_frames must be >= 2, got {self.still_frames}")
+        check(0 <= self.still_zoom <= 0.2, f"still_zoom must be in [0, 0.2], got {self.still_zoom}")
         check(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
         check(self.max_bad_files >= 0, f"max_bad_files must be >= 0, got {self.max_bad_files}")
         check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")

@@ -28,6 +28,7 @@ from evss.config import EVSSConfig
 from evss.data import synthdrive
 from evss.data._paths import safe_join
 from evss.data.camvid import CamVid, CamVidVideo
+from evss.data.still_motion import StillMotionClips, StillMotionConfig
 from evss.data.cityscapes import CityscapesSequences
 from evss.data.flowpairs import FlowPairsConfig, FlowPairsDataset
 from evss.data.pairs import LabelledFrames, PairDataset
@@ -74,6 +75,9 @@ def _one_source(config: TrainConfig) -> Any:
         return MemoryClips.from_dataset(generated)
     if root is None:
         raise ConfigError(f"data {config.data!r} needs data_root (--data-root)")
+    if config.data == "camvid-stills":  # 1 Hz labels: pairs come from simulated drives through each still
+        return StillMotionClips(CamVid(root, config.data_split), seed=config.seed,
+                                config=StillMotionConfig(frames=config.still_frames, zoom=config.still_zoom))
     if config.data == "camvid":
         if (root / "video_image").is_dir():  # the authors' decoded-video layout
             return CamVidVideo(root)
