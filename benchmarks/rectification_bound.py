@@ -1,0 +1,109 @@
+"""How much can rectification recover at most? F^u replaced by an oracle, the CamVid val clip.
+
+    python benchmarks/rectification_bound.py --weights camvid --root ../shared/data/camvid --intervals 5 9
+
+For each scored frame t (every frame with d frames of history), the keyframe features F^b_{t-d}
+are warped frame by frame with the weights' flow source to t (F^w, as `evss segment` does). The
+oracle correction F^u is the keyframe network run on frame t itself: no CoNet can do better than
+the network it is trained to imitate. Each row fuses F^w and that oracle under one map:
+
+* Eq. (3) coarse map M^c (warped argmax != keyframe prediction), and M^c dilated by 3x3 / 5x5;
+* Eq. (4) fine map 0.5 M^c + 0.5 M^e with the model's own CoNet edge map M^e, and with the edges
+  of the true labels (a perfect N_edge);
+* softmax confidence of F^w below 0.9 (a map that needs no CoNet at all).
+
+It prints mIoU per interval and the share of pixels each map hands to F^u. Rows that stay below a
+target show that the target is out of reach for any CoNet under that map.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from evss.checkpoint import load_model
+from evss.flow_sources import make_flow_source
+from evss.metrics import confusion_matrix, mean_iou
+from evss.models.backbone import prepare_inference
+from evss.models.upsample import class_argmax, upsample4
+from evss.models.warp import warp
+from evss.segmenter import pad_to_multiple
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="camvid")
+    p.add_argument("--root", type=Path, default=Path("../shared/data/camvid"))
+    p.add_argument("--intervals", type=int, nargs="+", default=[5, 9])
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    names = sorted((args.root / "val" / "images").glob("*.png"))
+    model, config = load_model(args.weights)
+    model.eval()
+    prepare_inference(model.backbone)
+    c = config.num_classes
+    flow = make_flow_source(config.flow_source, model)
+    frames = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
+              for f in names]  # (1, 3, H, W) each
+    labels = [np.asarray(Image.open(args.root / "val" / "labels" / f.name)).copy() for f in names]
+    for label in labels:
+        label[label >= c] = 255  # CamVid's void is ignored
+    h, w = frames[0].shape[-2:]
+    padded = [pad_to_multiple(f, 32) for f in frames]  # (1, 3, H', W')
+    rows = ("per-frame", "warp-only", "oracle, coarse M^c", "oracle, M^c dilated 3x3", "oracle, M^c dilated 5x5",
+            "oracle, fine map (CoNet M^e)", "oracle, fine map (true edges)", "oracle, confidence < 0.9")
+    with torch.inference_mode():
+        own = [model.backbone(x) for x in tqdm(padded, desc="keyframe network", leave=False)]  # (1, C, h4, w4)
+        results = {}
+        for d in args.intervals:
+            cms = {r: np.zeros((c, c), np.int64) for r in rows}
+            share = {r: [] for r in rows}
+            for t in tqdm(range(d, len(frames)), desc=f"d={d}", leave=False):
+                key = own[t - d]
+                key_pred = class_argmax(key)  # (1, h4, w4) P_k
+                fw = key
+                for j in range(t - d + 1, t + 1):
+                    fw = warp(fw, flow(padded[j - 1], padded[j]))  # (1, C, h4, w4) Eq. (1), chained
+                oracle = own[t]
+                coarse = (class_argmax(fw) != key_pred)[:, None].float()  # (1, 1, h4, w4) Eq. (3)
+                _, edge_scores = model.correction(padded[t], fw)
+                edge = model.correction.edge_probability(edge_scores)  # (1, 1, h4, w4) M^e
+                gt = torch.from_numpy(labels[t]).float()[None, None]
+                gt = F.pad(gt, (0, padded[t].shape[-1] - w, 0, padded[t].shape[-2] - h), value=255)
+                gq = F.interpolate(gt, size=fw.shape[-2:], mode="nearest")  # (1, 1, h4, w4)
+                true_edge = (F.max_pool2d(gq, 3, 1, 1) != -F.max_pool2d(-gq, 3, 1, 1)).float()
+                confident = fw.softmax(1).amax(1, keepdim=True)  # (1, 1, h4, w4)
+                maps = {"oracle, coarse M^c": coarse,
+                        "oracle, M^c dilated 3x3": F.max_pool2d(coarse, 3, 1, 1),
+                        "oracle, M^c dilated 5x5": F.max_pool2d(coarse, 5, 1, 2),
+                        "oracle, fine map (CoNet M^e)": 0.5 * coarse + 0.5 * edge,
+                        "oracle, fine map (true edges)": 0.5 * coarse + 0.5 * true_edge,
+                        "oracle, confidence < 0.9": (confident < 0.9).float()}
+                outs = {"per-frame": oracle, "warp-only": fw}
+                for name, m in maps.items():
+                    outs[name] = (1 - m) * fw + m * oracle  # Eq. (5) with F^u = the oracle
+                    share[name].append(float(m.mean()))
+                for name, q in outs.items():
+                    pred = class_argmax(upsample4(q, (h, w)))[0].numpy()  # (H, W)
+                    cms[name] += confusion_matrix(pred, labels[t], c)
+            results[d] = {r: (100 * mean_iou(cms[r]), 100 * np.mean(share[r]) if share[r] else None) for r in rows}
+    print(f"weights {args.weights}, flow {config.flow_source}, CamVid val ({len(frames)} frames, {h}x{w})")
+    print("| F^u and the map that fuses it | " + " | ".join(f"d={d} mIoU (share to F^u %)" for d in args.intervals) + " |")
+    print("|---|" + "---:|" * len(args.intervals))
+    for r in rows:
+        cells = []
+        for d in args.intervals:
+            m, s = results[d][r]
+            cells.append(f"{m:.1f}" + (f" ({s:.0f})" if s is not None else ""))
+        print(f"| {r} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
