@@ -114,3 +114,11 @@ def test_cached_stage_matches_the_uncached_stage(tmp_path):
     a, b = plain.losses[0], cached.losses[0]
     for key in ("warp", "semantic", "edge", "edge_semantic", "total"):
         assert b[key] == pytest.approx(a[key], rel=2e-2, abs=1e-3), key
+
+
+def test_a_cache_of_other_frames_with_the_same_shapes_is_refused(tmp_path, tiny):
+    """Generated data of another seed has the same lengths and sizes; its cache must not be reused."""
+    root = build_teacher_cache(MemoryClips(_clips(n=1, t=3, seed=0)), tiny.backbone, tmp_path / "c", progress=False)
+    with pytest.raises(DataError, match="other frames"):
+        build_teacher_cache(MemoryClips(_clips(n=1, t=3, seed=1)), tiny.backbone, root, progress=False)
+    build_teacher_cache(MemoryClips(_clips(n=1, t=3, seed=0)), tiny.backbone, root, progress=False)  # same: reused

@@ -113,8 +113,13 @@ def build_teacher_cache(source: SequenceSource, backbone: torch.nn.Module, root:
     sequences = []
     for s in range(source.num_sequences()):
         first = source.frame(s, 0)
-        sequences.append({"frames": source.sequence_length(s), "height": int(first.shape[0]),
-                          "width": int(first.shape[1]), "done": 0})
+        n = source.sequence_length(s)
+        # what the frames hold, not only their count and size: generated data (SynthDrive in memory,
+        # still-motion clips) of another seed or setting has the same shapes and other pixels
+        digest = hashlib.sha1(np.ascontiguousarray(first).tobytes())
+        digest.update(np.ascontiguousarray(source.frame(s, n - 1)).tobytes())
+        sequences.append({"frames": n, "height": int(first.shape[0]), "width": int(first.shape[1]),
+                          "digest": digest.hexdigest()[:16], "done": 0})
     want = {"version": CACHE_VERSION, "backbone": fingerprint, "num_classes": int(backbone.num_classes),
             "flow": flow_name if flow is not None else None, "offset_range": list(d_range) if d_range else None}
     manifest = _read_manifest(root)
@@ -123,9 +128,12 @@ def build_teacher_cache(source: SequenceSource, backbone: torch.nn.Module, root:
             if manifest.get(key) != value:
                 raise DataError(f"{root} holds a teacher cache with {key} {manifest.get(key)!r}, not {value!r}; "
                                 "pass another --cache folder or delete this one")
-        if [(q["frames"], q["height"], q["width"]) for q in manifest["sequences"]] != \
-                [(q["frames"], q["height"], q["width"]) for q in sequences]:
+        shape = [(q["frames"], q["height"], q["width"]) for q in sequences]
+        if [(q["frames"], q["height"], q["width"]) for q in manifest["sequences"]] != shape:
             raise DataError(f"{root} holds a teacher cache of other data (sequence lengths or sizes differ)")
+        if [q.get("digest") for q in manifest["sequences"]] != [q["digest"] for q in sequences]:
+            raise DataError(f"{root} holds a teacher cache of other data (same sizes, other frames: another seed "
+                            "or setting of generated data?); pass another --cache folder or delete this one")
         sequences = manifest["sequences"]
     root.mkdir(parents=True, exist_ok=True)
     manifest = {**want, "sequences": sequences}
