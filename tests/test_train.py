@@ -126,6 +126,20 @@ def test_resume_reproduces_the_uninterrupted_losses(backbone_run, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_resume_with_a_teacher_cache_reuses_the_cache(backbone_run, tmp_path):
+    """The cache is keyed by the frozen backbone; a resumed run must present the run's backbone
+    (not a freshly initialised one) and continue exactly as the uninterrupted run."""
+    common = dict(steps=4, checkpoint_every=2, teacher=str(backbone_run[1]), lr=1e-3, flow_source="dis",
+                  cache=str(tmp_path / "cache"))
+    whole = train.main(tiny("evss", tmp_path / "whole", **common))
+    train.main(tiny("evss", tmp_path / "cut", stop_at=2, **common))
+    manifest = (tmp_path / "cache" / "manifest.json").read_text()
+    rest = train.main(tiny("evss", tmp_path / "cut", resume=True, **common))
+    assert [r["step"] for r in rest.losses] == [3, 4]
+    assert without_time(rest.losses) == without_time(whole.losses[2:])
+    assert (tmp_path / "cache" / "manifest.json").read_text() == manifest  # reused, not rebuilt
+
+
 def test_non_finite_losses_are_skipped_then_stop_keeping_the_last_good_checkpoint(tmp_path):
     from evss.checkpoint import read_metadata
     from evss.config import build_model, preset

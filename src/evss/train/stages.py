@@ -31,11 +31,11 @@ from evss.flow_sources import make_flow_source
 from evss.losses import LossWeights
 from evss.train.pretrained import load_imagenet
 from evss.models.upsample import upsample4
-from evss.train.config import TrainConfig, loss_weights, resolve_model_config
+from evss.train.config import TrainConfig, loss_weights, output_dir, resolve_model_config
 from evss.train.evaluation import HeldOutFrames, HeldOutPairs
 from evss.train.loop import Stage, TrainResult, fit
 from evss.train.sampling import build_dataset, build_source
-from evss.train.state import load_part, seed_everything
+from evss.train.state import MODEL_FILE, load_part, seed_everything
 
 
 def init_model(config: TrainConfig) -> tuple[nn.Module, EVSSConfig]:
@@ -126,6 +126,8 @@ def train_evss(config: TrainConfig, rt: Runtime) -> TrainResult:
         model.flow.requires_grad_(False)  # CoNet learns to correct this fixed flow source
     cache = None
     if config.cache:
+        if config.resume:  # the teacher the cache is keyed by is the run's frozen backbone, not a fresh one
+            load_part(model.backbone, str(output_dir(config) / MODEL_FILE), "backbone", "--resume")
         cache = teacher_cache(config, model.backbone, rt)
     elif config.flow_source != "learned":
         raise ConfigError(f"--flow-source {config.flow_source} trains with cached flow: pass --cache DIR")
