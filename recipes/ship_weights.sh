@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Assemble shipped weights, fp16: the keyframe network of BACKBONE (for `camvid`: the held-out-selected
+# best.safetensors of recipes/train_camvid_lite0.sh) + FlowNet and CoNet of EVSS (the EVSS stage run,
+# e.g. recipes/train_camvid_evss_dis.sh), with the deployment defaults in the config: MODE
+# (warp_only | evss | per_frame) and flow dis, and REASON, the measurement behind MODE.
+#
+#   MODE=evss REASON="..." recipes/ship_weights.sh BACKBONE.safetensors EVSS.safetensors "RECIPE NOTE" [OUT]
+#   (OUT: src/evss/weights/camvid.safetensors by default; synthdrive_light.safetensors for the demo's)
+set -euo pipefail
+BACKBONE=${1:?usage: MODE=... REASON=... $0 BACKBONE.safetensors EVSS.safetensors NOTE [OUT]}
+EVSS=${2:?}
+NOTE=${3:?}
+OUT=${4:-src/evss/weights/camvid.safetensors}
+MODE=${MODE:?set MODE (warp_only, evss or per_frame)}
+REASON=${REASON:?set REASON: why MODE is the default (the measurement)}
+python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" <<'PY'
+import dataclasses, sys
+from evss.checkpoint import load_model, save_model
+backbone_ckpt, evss_ckpt, note, out, mode, reason = sys.argv[1:]
+model, config = load_model(evss_ckpt)
+source, _ = load_model(backbone_ckpt)
+model.backbone.load_state_dict(source.backbone.state_dict())
+config = dataclasses.replace(config, default_mode=mode, flow_source="dis")
+save_model(out, model, config, half=True, extra={"recipe": note, "default_mode_reason": reason})
+print(f"wrote {out}")
+PY
