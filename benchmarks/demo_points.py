@@ -21,7 +21,7 @@ from evss.metrics import ConfusionMatrix
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 
 POINTS = (("per_frame", None, 1), ("warp_only", "dis", 2), ("warp_only", "dis", 3), ("warp_only", "dis", 4),
-          ("warp_only", "dis", 5), ("evss", "dis", 2), ("evss", "dis", 5), ("evss", "learned", 5))
+          ("warp_only", "dis", 5), ("evss", "dis", 2), ("evss", "dis", 3), ("evss", "dis", 5), ("evss", "learned", 5))
 
 
 def main() -> None:

@@ -33,13 +33,17 @@ def weights(tiny_weights) -> Path:
     return tiny_weights  # the vivid tiny model (conftest)
 
 
+LONG = 2400  # frames: the tiny model runs ~250 frames/s, so a loaded parent still interrupts it in time
+
+
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory) -> Path:
-    """600 frames of a pattern moving 1 px per frame, 64x96: long enough to interrupt."""
+    """LONG frames of a pattern moving 1 px per frame, 64x96: long enough to interrupt."""
     rng = np.random.default_rng(0)
     import cv2
-    big = cv2.resize(rng.integers(0, 256, (10, 90, 3), dtype=np.uint8), (720, 80), interpolation=cv2.INTER_LINEAR)
-    frames = (big[:64, t:t + 96] for t in range(600))
+    big = cv2.resize(rng.integers(0, 256, (10, 320, 3), dtype=np.uint8), (LONG + 96, 80),
+                     interpolation=cv2.INTER_LINEAR)
+    frames = (big[:64, t:t + 96] for t in range(LONG))
     return write_video_frames(tmp_path_factory.mktemp("long") / "long.mp4", frames)
 
 
@@ -97,10 +101,10 @@ def test_sigint_finishes_a_playable_video_of_the_frames_done(tmp_path, long_vide
     proc.wait(timeout=120)
     progress.thread.join(timeout=10)
     assert proc.returncode == 130, progress.text
-    done = re.search(r"interrupted: wrote a playable \S+ with the (\d+) frames done so far of 600", progress.text)
+    done = re.search(rf"interrupted: wrote a playable \S+ with the (\d+) frames done so far of {LONG}", progress.text)
     assert done, progress.text
     n = int(done.group(1))
-    assert 15 <= n < 600 and "Traceback" not in progress.text
+    assert 15 <= n < LONG and "Traceback" not in progress.text
     assert count_frames(out) == n  # playable, and exactly the frames reported
     assert sorted(p.name for p in labels.iterdir()) == [f"{i:06d}.png" for i in range(n)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels", "seg.mp4"]  # no temporary left
