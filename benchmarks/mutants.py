@@ -149,7 +149,7 @@ MUTANTS: tuple[Mutant, ...] = (
       (('            load_part(model.backbone, str(output_dir(config) / MODEL_FILE), "backbone", "--resume")\n',
         "            pass\n"),), ("tests/test_train.py",)),
     M("teacher cache ignores the frames' content", "src/evss/data/teacher_cache.py",
-      (('        if [q.get("digest") for q in manifest["sequences"]] != [q["digest"] for q in sequences]:',
+      (('        if [q["digest"] for q in manifest["sequences"]] != [q["digest"] for q in sequences]:',
         '        if False:'),), ("tests/data/test_teacher_cache.py",)),
     M("CoNet head starts random instead of at F^w", "src/evss/models/correction.py",
       (("            passthrough_init(self.predict_cc, decoder_channels=d4)\n", "            pass\n"),),

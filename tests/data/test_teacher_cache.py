@@ -122,3 +122,13 @@ def test_a_cache_of_other_frames_with_the_same_shapes_is_refused(tmp_path, tiny)
     with pytest.raises(DataError, match="other frames"):
         build_teacher_cache(MemoryClips(_clips(n=1, t=3, seed=1)), tiny.backbone, root, progress=False)
     build_teacher_cache(MemoryClips(_clips(n=1, t=3, seed=0)), tiny.backbone, root, progress=False)  # same: reused
+
+
+def test_a_cache_from_before_content_digests_is_refused_with_the_reason(tmp_path, tiny):
+    root = build_teacher_cache(MemoryClips(_clips(n=1, t=3)), tiny.backbone, tmp_path / "c", progress=False)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for q in manifest["sequences"]:
+        del q["digest"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="written before caches recorded"):
+        build_teacher_cache(MemoryClips(_clips(n=1, t=3)), tiny.backbone, root, progress=False)

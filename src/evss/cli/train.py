@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="evss stage: teacher cache (backbone logits and pseudo-labels per frame, DIS flow per "
                    "pair); built with a progress bar if missing, finished if interrupted, refused if stale")
     g = parser.add_argument_group("data")
-    g.add_argument("--data", choices=DATA_SOURCES, default=None, help="training data (default synthdrive; camvid-stills: CamVid's labelled frames made into "
+    g.add_argument("--data", choices=DATA_SOURCES, default=None,
+                   help="training data (default synthdrive; camvid-stills: CamVid's labelled frames made into "
                    "short simulated drives, for the evss stage)")
     g.add_argument("--data-root", default=None,
                    help="dataset folder (synthdrive: omit to generate clips in memory; videos: a file or folder)")

@@ -131,7 +131,10 @@ def build_teacher_cache(source: SequenceSource, backbone: torch.nn.Module, root:
         shape = [(q["frames"], q["height"], q["width"]) for q in sequences]
         if [(q["frames"], q["height"], q["width"]) for q in manifest["sequences"]] != shape:
             raise DataError(f"{root} holds a teacher cache of other data (sequence lengths or sizes differ)")
-        if [q.get("digest") for q in manifest["sequences"]] != [q["digest"] for q in sequences]:
+        if any("digest" not in q for q in manifest["sequences"]):
+            raise DataError(f"{root} holds a teacher cache written before caches recorded what their frames hold; "
+                            "delete it or pass another --cache folder")
+        if [q["digest"] for q in manifest["sequences"]] != [q["digest"] for q in sequences]:
             raise DataError(f"{root} holds a teacher cache of other data (same sizes, other frames: another seed "
                             "or setting of generated data?); pass another --cache folder or delete this one")
         sequences = manifest["sequences"]
