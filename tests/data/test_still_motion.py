@@ -100,3 +100,16 @@ def test_the_training_source_camvid_stills_makes_one_drive_per_labelled_frame(tm
     assert ids <= {*range(11), IGNORE_INDEX} and IGNORE_INDEX in ids  # CamVid's void (11) read as ignore
     with pytest.raises(Exception, match="still_zoom"):
         TrainConfig(stage="evss", data="camvid-stills", still_zoom=0.5)
+
+
+def test_a_pair_reads_its_still_once():
+    stills = Stills()
+    reads = []
+    frame = stills.frame
+    stills.frame = lambda s, t: reads.append(t) or frame(s, t)
+    clips = StillMotionClips(stills, config=StillMotionConfig(frames=4))
+    for t in (1, 3):
+        clips.frame(0, t)
+    clips.label(0, 3)
+    clips.frame(1, 2)
+    assert reads == [0, 2]  # one read per still, not per frame or label

@@ -71,6 +71,13 @@ class StillMotionClips:
         # focus near the middle (the vanishing point of a forward-looking camera) and a drift side
         self._focus = rng.uniform(0.35, 0.65, size=(len(self.items), 2))
         self._direction = rng.choice([-1.0, 1.0], size=len(self.items))
+        self._read: tuple[int, np.ndarray, np.ndarray | None] | None = None  # the last still read
+
+    def _still(self, s: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(image, label) of clip ``s``'s still, read once for the pair's key frame, frame and label."""
+        if self._read is None or self._read[0] != s:
+            self._read = (s, self.stills.frame(*self.items[s]), self.stills.label(*self.items[s]))
+        return self._read[1], self._read[2]
 
     def num_sequences(self) -> int:
         return len(self.items)
@@ -91,7 +98,7 @@ class StillMotionClips:
 
     def frame(self, s: int, t: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB, bilinear."""
-        still = self.stills.frame(*self.items[s])
+        still = self._still(s)[0]
         m = self._matrix(s, t, still.shape)
         h, w = still.shape[:2]
         return cv2.warpAffine(still, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -99,7 +106,7 @@ class StillMotionClips:
 
     def label(self, s: int, t: int) -> np.ndarray:
         """(H, W) uint8 ids, nearest neighbour; 255 = ignore as in the still."""
-        still = self.stills.label(*self.items[s])
+        still = self._still(s)[1]
         if still is None:  # labelled_indices promised a label
             raise ValueError(f"still {self.items[s]} has no label")
         m = self._matrix(s, t, still.shape)
