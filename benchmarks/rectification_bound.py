@@ -5,7 +5,11 @@
 For each scored frame t (every frame with d frames of history), the keyframe features F^b_{t-d}
 are warped frame by frame with the weights' flow source to t (F^w, as `evss segment` does). The
 oracle correction F^u is the keyframe network run on frame t itself: no CoNet can do better than
-the network it is trained to imitate. Each row fuses F^w and that oracle under one map:
+the network it is trained to imitate. Two rows use the model's own CoNet for comparison: its F^u
+everywhere (no fusion), and fused under the fine map (EVSS as it runs, coarse map against the
+keyframe). Two rows ask whether CoNet earns its cost: the keyframe network itself on the frame
+scaled by --low-scale (0.625: 0.39 of a keyframe's pixels, about what CoNet costs), alone and as F^u.
+The oracle rows fuse F^w and the oracle under one map:
 
 * Eq. (3) coarse map M^c (warped argmax != keyframe prediction), and M^c dilated by 3x3 / 5x5;
 * Eq. (4) fine map 0.5 M^c + 0.5 M^e with the model's own CoNet edge map M^e, and with the edges
@@ -31,9 +35,22 @@ from evss.checkpoint import load_model
 from evss.flow_sources import make_flow_source
 from evss.metrics import confusion_matrix, mean_iou
 from evss.models.backbone import prepare_inference
+from evss.models.distortion import fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import warp
 from evss.segmenter import pad_to_multiple
+
+
+def downscaled_logits(backbone: torch.nn.Module, frame: torch.Tensor, scale: float,
+                      grid: tuple[int, int]) -> torch.Tensor:
+    """The keyframe network on ``frame`` (1, 3, H, W) scaled by ``scale``, its logits resized onto
+    the full-size 1/4 grid ``grid`` (valid h/4 x w/4 corner, zero padding as the padded frame's)."""
+    h, w = frame.shape[-2:]
+    small = F.interpolate(frame, scale_factor=scale, mode="bilinear", align_corners=False, antialias=True)
+    hs, ws = small.shape[-2:]
+    q = backbone(pad_to_multiple(small, 32))[..., : (hs + 3) // 4, : (ws + 3) // 4]  # (1, C, hs/4, ws/4)
+    q = F.interpolate(q, size=((h + 3) // 4, (w + 3) // 4), mode="bilinear", align_corners=False)
+    return F.pad(q, (0, grid[1] - q.shape[-1], 0, grid[0] - q.shape[-2]))  # (1, C, h4, w4)
 
 
 def main() -> None:
@@ -42,6 +59,9 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("../shared/data/camvid"))
     p.add_argument("--intervals", type=int, nargs="+", default=[5, 9])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--low-scale", type=float, default=0.625,
+                   help="a cheap F^u for comparison: the keyframe network on the frame scaled by this (0.625: "
+                        "about 0.39 of a keyframe's pixels, CoNet's cost)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     names = sorted((args.root / "val" / "images").glob("*.png"))
@@ -57,10 +77,14 @@ def main() -> None:
         label[label >= c] = 255  # CamVid's void is ignored
     h, w = frames[0].shape[-2:]
     padded = [pad_to_multiple(f, 32) for f in frames]  # (1, 3, H', W')
-    rows = ("per-frame", "warp-only", "oracle, coarse M^c", "oracle, M^c dilated 3x3", "oracle, M^c dilated 5x5",
+    low = f"keyframe net at {args.low_scale:g}x"
+    rows = ("per-frame", "warp-only", "CoNet F^u alone (no fusion)", "EVSS: CoNet F^u, fine map", f"{low}, alone",
+            f"{low} as F^u, fine map", "oracle, coarse M^c", "oracle, M^c dilated 3x3", "oracle, M^c dilated 5x5",
             "oracle, fine map (CoNet M^e)", "oracle, fine map (true edges)", "oracle, confidence < 0.9")
     with torch.inference_mode():
         own = [model.backbone(x) for x in tqdm(padded, desc="keyframe network", leave=False)]  # (1, C, h4, w4)
+        small = [downscaled_logits(model.backbone, f, args.low_scale, own[0].shape[-2:])
+                 for f in tqdm(frames, desc=f"keyframe network at {args.low_scale:g}x", leave=False)]
         results = {}
         for d in args.intervals:
             cms = {r: np.zeros((c, c), np.int64) for r in rows}
@@ -73,7 +97,7 @@ def main() -> None:
                     fw = warp(fw, flow(padded[j - 1], padded[j]))  # (1, C, h4, w4) Eq. (1), chained
                 oracle = own[t]
                 coarse = (class_argmax(fw) != key_pred)[:, None].float()  # (1, 1, h4, w4) Eq. (3)
-                _, edge_scores = model.correction(padded[t], fw)
+                updated, edge_scores = model.correction(padded[t], fw)  # (1, C, h4, w4) F^u
                 edge = model.correction.edge_probability(edge_scores)  # (1, 1, h4, w4) M^e
                 gt = torch.from_numpy(labels[t]).float()[None, None]
                 gt = F.pad(gt, (0, padded[t].shape[-1] - w, 0, padded[t].shape[-2] - h), value=255)
@@ -86,7 +110,13 @@ def main() -> None:
                         "oracle, fine map (CoNet M^e)": 0.5 * coarse + 0.5 * edge,
                         "oracle, fine map (true edges)": 0.5 * coarse + 0.5 * true_edge,
                         "oracle, confidence < 0.9": (confident < 0.9).float()}
-                outs = {"per-frame": oracle, "warp-only": fw}
+                outs = {"per-frame": oracle, "warp-only": fw, "CoNet F^u alone (no fusion)": updated,
+                        # Eqs. (4)-(5) with the model's own w_f and mode
+                        "EVSS: CoNet F^u, fine map": fuse(fw, updated, fine_map(coarse, edge, config.distortion),
+                                                          config.distortion),
+                        f"{low}, alone": small[t],
+                        f"{low} as F^u, fine map": fuse(fw, small[t], fine_map(coarse, edge, config.distortion),
+                                                        config.distortion)}
                 for name, m in maps.items():
                     outs[name] = (1 - m) * fw + m * oracle  # Eq. (5) with F^u = the oracle
                     share[name].append(float(m.mean()))
