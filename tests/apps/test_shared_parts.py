@@ -91,3 +91,29 @@ def test_weights_resolve_by_name_path_or_default(tiny_weights):
     assert "'no_such_builtin' are not shipped" in notes[0]
     model, config, described, trained = load_weights(str(tiny_weights), notice=notes.append)
     assert trained and described == str(tiny_weights) and config.num_classes == 11 and len(notes) == 1
+
+
+def test_variant_and_compare_rows_use_the_flow_their_conet_was_trained_with(tiny_model, tmp_path):
+    """A --variant row is the same CoNet as the plain evss row, so it gets the same flow; a
+    --compare row gets the flow its own checkpoint names. (They once fell back to the learned
+    FlowNet, so test-time map variants and trained ablations were scored with another flow than
+    the evss and warp-only rows beside them.)"""
+    import argparse
+    import dataclasses
+
+    from evss.checkpoint import save_model
+    from evss.config import preset
+    from evss.flow_sources import DISFlow
+
+    dis_config = dataclasses.replace(preset("tiny"), flow_source="dis")
+    save_model(tmp_path / "dis.safetensors", tiny_model, dis_config)
+    save_model(tmp_path / "learned.safetensors", tiny_model, preset("tiny"))
+    args = argparse.Namespace(methods="warp_only,evss", flow_sources="", variant=["soft=distortion.w_f=0.3"],
+                              compare=[f"d={tmp_path / 'dis.safetensors'}", f"l={tmp_path / 'learned.safetensors'}"])
+    rows = {m.name: m for m in evaluate_app._methods(args, tiny_model, dis_config, torch.device("cpu"), "camvid")}
+    assert set(rows) == {"warp_only", "evss", "soft", "d", "l"}
+    for name in ("warp_only", "evss", "soft", "d"):
+        assert isinstance(rows[name].flow, DISFlow), name
+    assert rows["l"].flow is None  # the learned FlowNet of that checkpoint
+    rows = {m.name: m for m in evaluate_app._methods(args, tiny_model, preset("tiny"), torch.device("cpu"), "camvid")}
+    assert rows["soft"].flow is None and rows["evss"].flow is None and isinstance(rows["d"].flow, DISFlow)

@@ -287,15 +287,19 @@ def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torc
         for mode in ("warp_only", "evss"):
             methods.append(Method(name=f"{mode}[{src}]", model=model, mode=mode, label_space=space,
                                   flow=make_flow_source(src, model)))
-    for spec in args.variant:
+    for spec in args.variant:  # the same CoNet, so the same flow as the plain evss row
         name, other, seg = variant(model, config, spec)
-        methods.append(Method(name=name, model=other, mode="evss", label_space=space, segmenter_overrides=seg))
+        methods.append(Method(name=name, model=other, mode="evss", label_space=space, segmenter_overrides=seg,
+                              flow=own_flow))
     for spec in args.compare:
         name, _, path = spec.partition("=")
         other, other_cfg = load_model(path)
         if other_cfg.num_classes != config.num_classes:
             raise ConfigError(f"--compare {spec}: {other_cfg.num_classes} classes, --weights has {config.num_classes}")
-        methods.append(Method(name=name, model=other.to(device).eval(), mode="evss", label_space=space))
+        other = other.to(device).eval()
+        # each compared model with the flow its own CoNet was trained with (its checkpoint says which)
+        flow = make_flow_source(other_cfg.flow_source, other) if other_cfg.flow_source not in ("learned", "mv") else None
+        methods.append(Method(name=name, model=other, mode="evss", label_space=space, flow=flow))
     return methods
 
 
