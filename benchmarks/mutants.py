@@ -154,6 +154,9 @@ MUTANTS: tuple[Mutant, ...] = (
     M("CoNet head starts random instead of at F^w", "src/evss/models/correction.py",
       (("            passthrough_init(self.predict_cc, decoder_channels=d4)\n", "            pass\n"),),
      ("tests/models/test_correction.py",)),
+    M("evss eval scores --variant rows with the learned FlowNet", "src/evss/apps/evaluate.py",
+      (("segmenter_overrides=seg,\n                              flow=own_flow))", "segmenter_overrides=seg))"),),
+     ("tests/apps/test_shared_parts.py",)),
 )
 
 
