@@ -6,6 +6,7 @@
 #
 #   MODE=evss REASON="..." recipes/ship_weights.sh BACKBONE.safetensors EVSS.safetensors "RECIPE NOTE" [OUT]
 #   (OUT: src/evss/weights/camvid.safetensors by default; synthdrive_light.safetensors for the demo's)
+#   W_F=0.2 (optional): Eq. (4)'s w_f, chosen on validation data (for synthdrive_light: clips of seed 500)
 set -euo pipefail
 BACKBONE=${1:?usage: MODE=... REASON=... $0 BACKBONE.safetensors EVSS.safetensors NOTE [OUT]}
 EVSS=${2:?}
@@ -13,14 +14,16 @@ NOTE=${3:?}
 OUT=${4:-src/evss/weights/camvid.safetensors}
 MODE=${MODE:?set MODE (warp_only, evss or per_frame)}
 REASON=${REASON:?set REASON: why MODE is the default (the measurement)}
-python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" <<'PY'
+python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" "${W_F:-}" <<'PY'
 import dataclasses, sys
 from evss.checkpoint import load_model, save_model
-backbone_ckpt, evss_ckpt, note, out, mode, reason = sys.argv[1:]
+backbone_ckpt, evss_ckpt, note, out, mode, reason, w_f = sys.argv[1:]
 model, config = load_model(evss_ckpt)
 source, _ = load_model(backbone_ckpt)
 model.backbone.load_state_dict(source.backbone.state_dict())
 config = dataclasses.replace(config, default_mode=mode, flow_source="dis")
+if w_f:
+    config = dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=float(w_f)))
 save_model(out, model, config, half=True, extra={"recipe": note, "default_mode_reason": reason})
 print(f"wrote {out}")
 PY
