@@ -50,7 +50,8 @@ def main() -> None:
     models = [load_model(c) for c in args.checkpoints]
     device = torch.device("cpu")
     for path, (model, config) in tqdm(list(zip(args.checkpoints, models)), desc="scoring inputs", leave=False):
-        tqdm.write(f"{path.name}: held-out mIoU {100 * held_out.miou(model.backbone, config.num_classes, device)['miou']:.2f}")
+        score = held_out.miou(model.backbone, config.num_classes, device)["miou"]
+        tqdm.write(f"{path.name}: held-out mIoU {100 * score:.2f}")
     model, config = models[-1]
     model.load_state_dict(average_state([m.state_dict() for m, _ in models]))
     score = held_out.miou(model.backbone, config.num_classes, device)["miou"]

@@ -298,7 +298,8 @@ def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torc
             raise ConfigError(f"--compare {spec}: {other_cfg.num_classes} classes, --weights has {config.num_classes}")
         other = other.to(device).eval()
         # each compared model with the flow its own CoNet was trained with (its checkpoint says which)
-        flow = make_flow_source(other_cfg.flow_source, other) if other_cfg.flow_source not in ("learned", "mv") else None
+        own = other_cfg.flow_source not in ("learned", "mv")
+        flow = make_flow_source(other_cfg.flow_source, other) if own else None
         methods.append(Method(name=name, model=other, mode="evss", label_space=space, flow=flow))
     return methods
 
