@@ -271,13 +271,17 @@ def variant(model: EVSSNet, config: Any, spec: str) -> tuple[str, EVSSNet, tuple
     return name, model, tuple(seg)
 
 
+def _trained_flow(config: Any, model: EVSSNet) -> Any:
+    """The flow a checkpoint's CoNet was trained with, as a Method's ``flow`` (None: its learned
+    FlowNet; also for mv, which needs a video's vectors)."""
+    return make_flow_source(config.flow_source, model) if config.flow_source not in ("learned", "mv") else None
+
+
 def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torch.device,
              space: str) -> list[Method]:
     """The rows: --methods with the weights' own flow, --flow-sources, --variant and --compare."""
     methods = []
-    own_flow = None  # the rows without a [source] use the flow the weights' CoNet was trained with
-    if config.flow_source not in ("learned", "mv"):  # mv needs a video's vectors: the learned FlowNet then
-        own_flow = make_flow_source(config.flow_source, model)
+    own_flow = _trained_flow(config, model)  # the rows without a [source]
     for mode in args.methods.split(","):
         mode = mode.strip()
         if mode not in METHODS:
@@ -296,11 +300,9 @@ def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torc
         other, other_cfg = load_model(path)
         if other_cfg.num_classes != config.num_classes:
             raise ConfigError(f"--compare {spec}: {other_cfg.num_classes} classes, --weights has {config.num_classes}")
-        other = other.to(device).eval()
-        # each compared model with the flow its own CoNet was trained with (its checkpoint says which)
-        own = other_cfg.flow_source not in ("learned", "mv")
-        flow = make_flow_source(other_cfg.flow_source, other) if own else None
-        methods.append(Method(name=name, model=other, mode="evss", label_space=space, flow=flow))
+        other = other.to(device).eval()  # with the flow its own CoNet was trained with
+        methods.append(Method(name=name, model=other, mode="evss", label_space=space,
+                              flow=_trained_flow(other_cfg, other)))
     return methods
 
 
