@@ -38,9 +38,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("labels", type=Path, help="folder of true label PNGs")
     p.add_argument("--pred", type=Path, default=None, help="folder of predicted label PNGs (same order)")
-    p.add_argument("--class", dest="cls", default="Pole", help="class whose confusion --pred prints")
-    args = p.parse_args()
     names = list(CAMVID.names)
+    p.add_argument("--class", dest="cls", default="Pole", choices=names, help="class whose confusion --pred prints")
+    args = p.parse_args()
     c = len(names)
     truths = sorted(args.labels.glob("*.png"))
     if not truths:
