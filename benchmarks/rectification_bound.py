@@ -3,9 +3,9 @@
     python benchmarks/rectification_bound.py --weights camvid --root ../shared/data/camvid --intervals 5 9
 
 For each scored frame t (every frame with d frames of history), the keyframe features F^b_{t-d}
-are warped frame by frame with the weights' flow source to t (F^w, as `evss segment` does). The
-oracle correction F^u is the keyframe network run on frame t itself: no CoNet can do better than
-the network it is trained to imitate. Two rows use the model's own CoNet for comparison: its F^u
+are warped to t along the weights' flow source, frame-to-frame flows composed (F^w, as `evss
+segment` does by default). The oracle correction F^u is the keyframe network run on frame t itself:
+no CoNet can do better than the network it is trained to imitate. Two rows use the model's own CoNet for comparison: its F^u
 everywhere (no fusion), and fused under the fine map (EVSS as it runs, coarse map against the
 keyframe). Two rows ask whether CoNet earns its cost: the keyframe network itself on the frame
 scaled by --low-scale (0.625: 0.39 of a keyframe's pixels, about what CoNet costs), alone and as F^u.
@@ -92,9 +92,11 @@ def main() -> None:
             for t in tqdm(range(d, len(frames)), desc=f"d={d}", leave=False):
                 key = own[t - d]
                 key_pred = class_argmax(key)  # (1, h4, w4) P_k
-                fw = key
+                acc = None  # O_{t->t-d}: the frame-to-frame flows composed, as the segmenter propagates
                 for j in range(t - d + 1, t + 1):
-                    fw = warp(fw, flow(padded[j - 1], padded[j]))  # (1, C, h4, w4) Eq. (1), chained
+                    step = flow(padded[j - 1], padded[j])  # (1, 2, h4, w4)
+                    acc = step if acc is None else step + warp(acc, step)
+                fw = warp(key, acc)  # (1, C, h4, w4) Eq. (1)
                 oracle = own[t]
                 coarse = (class_argmax(fw) != key_pred)[:, None].float()  # (1, 1, h4, w4) Eq. (3)
                 updated, edge_scores = model.correction(padded[t], fw)  # (1, C, h4, w4) F^u

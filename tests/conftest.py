@@ -238,7 +238,9 @@ def algorithm1_reference(model, frames, interval: int, *, flow=None, propagate: 
     """Algorithm 1 on frames whose sides are multiples of 32 (no padding), one dict per frame.
 
     ``labels`` and ``warped`` (the argmax of F^w, both at input resolution, uint8) and the 1/4-grid
-    ``coarse`` map. ``propagate="keyframe"`` and ``update_pred=False`` compute two wrong variants
+    ``coarse`` map. ``propagate="warped"`` is line 18 as written (the segmenter's "chained");
+    ``propagate="composed"`` warps F^b_k once along the frame-to-frame flows composed back to the
+    keyframe. ``propagate="keyframe"`` and ``update_pred=False`` compute two wrong variants
     (the keyframe's features warped again and again; P_k never updated) so that a test can show it
     would see them.
     """
@@ -255,10 +257,13 @@ def algorithm1_reference(model, frames, interval: int, *, flow=None, propagate: 
             img = torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
             if i % interval == 0:
                 feat = model.backbone(img)  # lines 3-6: F_k^b
-                pred, key_img = feat.argmax(1), img  # P_k, I_k
+                pred, key_img, acc = feat.argmax(1), img, None  # P_k, I_k, O_{i->k}
                 out.append({"labels": label(feat), "warped": label(feat), "coarse": np.zeros(feat.shape[-2:])})
                 continue
-            fw = warp(feat, flow(key_img, img))  # line 8, Eq. (1)
+            step = flow(key_img, img)  # O_{i->i-1}
+            if propagate == "composed":
+                acc = step if acc is None else step + warp(acc, step)  # O_{i->k}
+            fw = warp(feat, acc if propagate == "composed" else step)  # line 8, Eq. (1)
             fu, edge_scores = model.correction(img, fw)  # lines 9-10, Eq. (2)
             mc = coarse_map(fw, pred)  # lines 11-12, Eq. (3)
             me = model.correction.edge_probability(edge_scores)  # line 13

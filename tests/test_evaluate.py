@@ -116,7 +116,7 @@ def test_corrected_labels_are_those_the_correction_changed(tiny_model):
     for d in (1, 2):
         expected = []
         for t in range(d, 5):
-            last = algorithm1_reference(tiny_model, src.frames[t - d:t + 1], 100)[-1]
+            last = algorithm1_reference(tiny_model, src.frames[t - d:t + 1], 100, propagate="composed")[-1]
             expected.append(float(np.mean(last["labels"] != last["warped"])))
         got = rep["methods"]["evss"]["intervals"][str(d)]["corrected_labels"]
         assert got == pytest.approx(float(np.mean(expected)), abs=1e-9) and got > 0.05, (d, got, expected)

@@ -33,11 +33,12 @@ def test_onnx_graphs_match_pytorch(tiny_model, tmp_path, flow_input):
 
 def test_graphs_are_algorithm_1(tiny_model):
     """Keyframe then non-keyframe graphs, fed their own outputs (F_k <- F^w, P_k <- P_i, I_k <- I_i),
-    give the streaming segmenter's labels frame for frame on a moving clip."""
+    give the streaming segmenter's labels frame for frame on a moving clip (line 18 as written: the
+    segmenter's "chained" propagation)."""
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     frames = panning_clip(4, 64, 96)
     images = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
-    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=10))
+    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=10, propagation="chained"))
     key, non = keyframe_graph(tiny_model), non_keyframe_graph(tiny_model)
     with torch.no_grad():
         feat, pred, labels = key(images[0])
@@ -48,6 +49,26 @@ def test_graphs_are_algorithm_1(tiny_model):
             assert merged.shape == warped.shape == feat.shape and fine.shape == (1, 1, 16, 24)
             assert torch.equal(pred_i, merged.argmax(dim=1)) and not torch.equal(pred_i, pred)
             feat, pred = warped, pred_i
+
+
+def test_flow_input_graph_runs_composed_propagation(tiny_model):
+    """The default "composed" propagation through the exported graphs: F^b_k stays the key features
+    and the caller passes the frame-to-frame flows composed back to the keyframe."""
+    from evss.models.warp import warp
+    from evss.segmenter import SegmenterConfig, VideoSegmenter
+    frames = panning_clip(4, 64, 96)
+    images = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
+    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=10))
+    key, non = keyframe_graph(tiny_model), non_keyframe_graph(tiny_model, flow_input=True)
+    with torch.no_grad():
+        feat, pred, labels = key(images[0])
+        assert np.array_equal(labels[0].numpy(), seg.step(frames[0]).labels)
+        acc = None
+        for ref, img, frame in zip(images, images[1:], frames[1:]):
+            step = tiny_model.flow(ref, img)  # (1, 2, 16, 24)
+            acc = step if acc is None else step + warp(acc, step)
+            _, _, pred, _, labels = non(img, acc, feat, pred)
+            assert np.array_equal(labels[0].numpy(), seg.step(frame).labels)
 
 
 @pytest.mark.slow

@@ -30,12 +30,15 @@ def _frames(case, synth_clip):
     return panning_clip(8, 64, 128), pan_flow()  # a 4-pixel pan and its true flow
 
 
+@pytest.mark.parametrize("propagation", ["chained", "composed"])
 @pytest.mark.parametrize("case", ["synthdrive", "pan"])
-def test_streaming_equals_algorithm1_reference(tiny_model, synth_clip, case):
+def test_streaming_equals_algorithm1_reference(tiny_model, synth_clip, case, propagation):
     frames, flow = _frames(case, synth_clip)
-    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=4), flow=flow, return_maps=True)
+    seg = VideoSegmenter(tiny_model, config=SegmenterConfig(keyframe_interval=4, propagation=propagation),
+                         flow=flow, return_maps=True)
     got = list(seg.segment(frames))
-    ref = algorithm1_reference(tiny_model, frames, 4, flow=flow)
+    propagate = "warped" if propagation == "chained" else "composed"
+    ref = algorithm1_reference(tiny_model, frames, 4, flow=flow, propagate=propagate)
     assert [r.is_keyframe for r in got] == [i % 4 == 0 for i in range(8)]
     for i, (g, r) in enumerate(zip(got, ref)):
         assert np.array_equal(g.labels, r["labels"]), i
@@ -45,7 +48,10 @@ def test_streaming_equals_algorithm1_reference(tiny_model, synth_clip, case):
     assert all(len(np.unique(r["labels"])) >= 5 for r in ref)
     assert all(0.05 < r["coarse"].mean() < 0.95 for i, r in enumerate(ref) if i % 4)
     assert all((r["labels"] != r["warped"]).mean() > 0.05 for i, r in enumerate(ref) if i % 4)
-    for wrong in (dict(propagate="keyframe"), dict(update_pred=False)):
+    others = {"warped", "composed", "keyframe"} - {propagate}
+    for wrong in [dict(propagate=p) for p in sorted(others)] + [dict(propagate=propagate, update_pred=False)]:
+        if case == "pan" and wrong["propagate"] != "keyframe" and "update_pred" not in wrong:
+            continue  # an integer 4-pixel pan: composing the flows and chaining the warps agree exactly
         other = algorithm1_reference(tiny_model, frames, 4, flow=flow, **wrong)
         for i in (2, 3, 6, 7):  # the second and later non-keyframes after each keyframe
             assert (other[i]["labels"] != ref[i]["labels"]).mean() > 0.01, (wrong, i)
@@ -62,6 +68,21 @@ def test_warp_only_carries_labels_along_the_true_flow(tiny_model):
         # is exact away from the upsampling rims (2 px) and the clamped right border
         assert np.array_equal(out[t][:, 2:128 - 4 * t - 8], key[:, 2 + 4 * t:120]), t
     assert not np.array_equal(out[1], key)
+
+
+def test_composed_propagation_does_not_blur_half_pixel_steps(tiny_model):
+    """A 2-pixel pan (half a 1/4-grid pixel per frame): composed, frame 2 is the keyframe moved by
+    exactly one grid pixel (as sharp as the keyframe); chained, it was resampled twice on the way."""
+    frames = panning_clip(3, 64, 128, step=2)
+    out = {}
+    for propagation in ("composed", "chained"):
+        seg = VideoSegmenter(tiny_model, flow=pan_flow(0.5), config=SegmenterConfig(
+            mode="warp_only", keyframe_interval=10, propagation=propagation))
+        out[propagation] = [r.labels for r in seg.segment(frames)]
+    key, composed, chained = out["composed"][0], out["composed"][2], out["chained"][2]
+    assert np.array_equal(composed[:, 2:128 - 16], key[:, 6:116])  # shifted 4 px, away from the rims
+    assert np.array_equal(out["composed"][1], out["chained"][1])  # one step: nothing to compose
+    assert not np.array_equal(chained, composed)
 
 
 def test_reset_starts_a_new_video(tiny_model):

@@ -86,6 +86,8 @@ def test_literal_choices_agree_with_the_library():
     from evss import backends
     from evss.cli import args as shared_args
     assert shared_args.BACKENDS == backends.BACKENDS
+    from evss import segmenter
+    assert shared_args.PROPAGATIONS == segmenter.PROPAGATIONS
     assert segment_flags.MAP_NAMES == MAP_NAMES and set(MAP_NAMES) == set(MODES)
     assert segment_flags.DEFAULT_WEIGHTS == checkpoint.DEFAULT_WEIGHTS
     assert export_flags.MIN_OPSET == export_app.MIN_OPSET

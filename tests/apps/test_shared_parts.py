@@ -109,9 +109,12 @@ def test_variant_and_compare_rows_use_the_flow_their_conet_was_trained_with(tiny
     save_model(tmp_path / "dis.safetensors", tiny_model, dis_config)
     save_model(tmp_path / "learned.safetensors", tiny_model, preset("tiny"))
     args = argparse.Namespace(methods="warp_only,evss", flow_sources="", variant=["soft=distortion.w_f=0.3"],
-                              compare=[f"d={tmp_path / 'dis.safetensors'}", f"l={tmp_path / 'learned.safetensors'}"])
+                              compare=[f"d={tmp_path / 'dis.safetensors'}", f"l={tmp_path / 'learned.safetensors'}"],
+                              propagation="chained")
     rows = {m.name: m for m in evaluate_app._methods(args, tiny_model, dis_config, torch.device("cpu"), "camvid")}
     assert set(rows) == {"warp_only", "evss", "soft", "d", "l"}
+    # --propagation reaches every row's segmenter, the variants' too
+    assert all(evaluate_app._segmenter(m, 5, "cpu").config.propagation == "chained" for m in rows.values())
     for name in ("warp_only", "evss", "soft", "d"):
         assert isinstance(rows[name].flow, DISFlow), name
     assert rows["l"].flow is None  # the learned FlowNet of that checkpoint

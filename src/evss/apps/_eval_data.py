@@ -4,6 +4,7 @@ consistency (Eq. 8) warps the previous prediction with."""
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from evss.data.sources import ClipSource
 from evss.data.synthdrive import SynthDriveConfig, SynthDriveDataset
 from evss.errors import EvssError
 from evss.flow_sources import make_flow_source
-from evss.media import resize_image
+from evss.media import open_video, resize_image, write_video_frames
 from evss.models.upsample import upsample4
 from evss.segmenter import to_tensor
 
@@ -74,3 +75,18 @@ def estimated_flow(name: str, model: Any, source: Any, device: torch.device,
         return full.cpu().numpy(), None
 
     return lookup
+
+
+def motion_fields(frames: list[np.ndarray], *, fps: float = 15, crf: int = 18) -> list[np.ndarray | None]:
+    """Codec motion vectors for a sequence of frames that is not a video file (CamVid's PNGs,
+    SynthDrive): the frames are H.264-encoded (x264, ``crf``) into a temporary file and decoded with
+    the vectors exported, exactly as ``evss segment --flow mv`` reads a video. One field per frame
+    (the backward flow to the previous frame on the 1/4 grid, see :class:`evss.flow_sources.MVFlow`;
+    None for an I frame)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_video_frames(Path(tmp) / "clip.mp4", frames, fps=fps, crf=crf)
+        with open_video(path, motion_vectors=True) as video:
+            fields = [f.motion for f in video]
+    if len(fields) != len(frames):
+        raise EvssError(f"motion vectors: {len(frames)} frames encoded, {len(fields)} decoded")
+    return fields

@@ -34,13 +34,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from evss import memory
-from evss.apps._eval_data import FlowLookup, estimated_flow, eval_source, model_frame
+from evss.apps._eval_data import FlowLookup, estimated_flow, eval_source, model_frame, motion_fields
 from evss.apps.report import write_report
 from evss.checkpoint import load_model
 from evss.config import apply_overrides, parse_override
 from evss.device import init_distributed
 from evss.errors import ConfigError, EvssError
-from evss.flow_sources import make_flow_source
+from evss.flow_sources import MVFlow, make_flow_source
 from evss.media import resize_labels
 from evss.memory import format_bytes, resolve_budget
 from evss.metrics import ConfusionMatrix, corrected_labels, mean_iou, warp_labels
@@ -97,6 +97,13 @@ def _segmenter(method: Method, interval: int, device, *, maps: bool = False) -> 
     return VideoSegmenter(method.model, config=cfg, device=device, return_maps=maps, flow=method.flow)
 
 
+def _step(seg: VideoSegmenter, method: Method, frames: list[np.ndarray], fields: list | None, t: int):
+    """One segmenter step on frame t; a codec-vector flow source is fed that frame's field first."""
+    if isinstance(method.flow, MVFlow):
+        method.flow.feed(fields[t])
+    return seg.step(frames[t])
+
+
 def _starts(labelled: Sequence[int], intervals: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
     """keyframe index k -> [(t, d)] of labelled frames t = k + d scored in the run from k."""
     runs: dict[int, list[tuple[int, int]]] = defaultdict(list)
@@ -134,6 +141,7 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
         full_size = first.shape[:2]  # what the labels are scored at
         frames = [model_frame(first if t == 0 else source.frame(s, t), model_size) for t in range(length)]
         del first
+        fields = motion_fields(frames) if any(isinstance(m.flow, MVFlow) for m in methods) else None
         labelled = [t for t in source.labelled_indices(s) if source.label(s, t) is not None]
         if target == "last":
             labelled = labelled[-1:]
@@ -159,7 +167,7 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
                     scored = dict(pairs)  # t -> d
                     seg.reset()
                     for t in range(k, k + horizon + 1):
-                        r = seg.step(frames[t])
+                        r = _step(seg, m, frames, fields, t)
                         if t in scored:
                             r = _at_size(r, labels[t].shape)
                         total_steps += 1
@@ -178,7 +186,7 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
                 seg = _segmenter(m, tc_interval, device)
                 seq_cm, prev = ConfusionMatrix(num_classes), None
                 for t in range(length):
-                    r = _at_size(seg.step(frames[t]), full_size)
+                    r = _at_size(_step(seg, m, frames, fields, t), full_size)
                     if prev is not None:
                         flow, valid = tc_flow(s, t)
                         warped_prev = warp_labels(prev, flow)  # P^w_{t-1 -> t}
@@ -282,18 +290,20 @@ def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torc
     """The rows: --methods with the weights' own flow, --flow-sources, --variant and --compare."""
     methods = []
     own_flow = _trained_flow(config, model)  # the rows without a [source]
+    prop = (("propagation", args.propagation),)  # every row propagates the same way
     for mode in args.methods.split(","):
         mode = mode.strip()
         if mode not in METHODS:
             raise ConfigError(f"--methods: {mode!r} is not per_frame, warp_only or evss")
-        methods.append(Method(name=mode, model=model, mode=mode, label_space=space, flow=own_flow))
+        methods.append(Method(name=mode, model=model, mode=mode, label_space=space, flow=own_flow,
+                              segmenter_overrides=prop))
     for src in filter(None, (v.strip() for v in args.flow_sources.split(","))):
         for mode in ("warp_only", "evss"):
             methods.append(Method(name=f"{mode}[{src}]", model=model, mode=mode, label_space=space,
-                                  flow=make_flow_source(src, model)))
+                                  flow=make_flow_source(src, model), segmenter_overrides=prop))
     for spec in args.variant:  # the same CoNet, so the same flow as the plain evss row
         name, other, seg = variant(model, config, spec)
-        methods.append(Method(name=name, model=other, mode="evss", label_space=space, segmenter_overrides=seg,
+        methods.append(Method(name=name, model=other, mode="evss", label_space=space, segmenter_overrides=prop + seg,
                               flow=own_flow))
     for spec in args.compare:
         name, _, path = spec.partition("=")
@@ -302,7 +312,7 @@ def _methods(args: argparse.Namespace, model: EVSSNet, config: Any, device: torc
             raise ConfigError(f"--compare {spec}: {other_cfg.num_classes} classes, --weights has {config.num_classes}")
         other = other.to(device).eval()  # with the flow its own CoNet was trained with
         methods.append(Method(name=name, model=other, mode="evss", label_space=space,
-                              flow=_trained_flow(other_cfg, other)))
+                              flow=_trained_flow(other_cfg, other), segmenter_overrides=prop))
     return methods
 
 

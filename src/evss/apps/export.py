@@ -13,6 +13,11 @@ in :class:`evss.segmenter.VideoSegmenter`:
   CoNet, Eqs. 3-5. With ``flow_input=True`` the graph takes ``flow`` (1, 2, H/4, W/4) in place of
   ``reference`` and runs no FlowNet, so DIS or codec motion vectors can feed it.
 
+Fed back their own outputs, the graphs run line 18 as written (the segmenter's "chained"
+propagation). For the segmenter's default, "composed", use ``flow_input=True``: keep F^b_k as
+``key_features`` and pass the frame-to-frame flows composed back to the keyframe,
+O_{i->k} = O_{i->i-1} + warp(O_{i-1->k}, O_{i->i-1}).
+
 Shapes are fixed at export; H and W must be multiples of 32 (pad frames by edge replication, as
 the segmenter does, and crop the labels). ONNX goes through the torch.export-based exporter
 (packages onnx and onnxscript) at opset >= 18; ``GridSample``, the warp, needs 16.

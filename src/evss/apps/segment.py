@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         policy = AdaptiveKeyframes(max_interval=args.max_interval, share=args.share,
                                    residual=args.residual if probe else None, probe=probe)
         flow_source = probe or flow_source
-    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode),
+    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode,
+                                                       propagation=args.propagation),
                          device=device, flow=flow_source, keyframe_policy=policy,
                          return_maps=args.save_maps is not None, dtype=dtype)
     schedule = (f"adaptive (max {args.max_interval}, share {args.share}, residual {args.residual})" if args.adaptive

@@ -60,3 +60,5 @@ def int_list(text: str) -> tuple[int, ...]:
 # Literal copy of evss.backends.BACKENDS (tests/apps/test_flags.py checks they agree): flag modules
 # must not import torch.
 BACKENDS = ("torch", "onnxruntime")
+# Literal copy of evss.segmenter.PROPAGATIONS (checked by the same test).
+PROPAGATIONS = ("composed", "chained")

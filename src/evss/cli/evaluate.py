@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import int_list, optional_size, size
+from evss.cli.args import PROPAGATIONS, int_list, optional_size, size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                    help="a test-time variant of --weights, e.g. coarse_only=distortion.mode=coarse or "
                         "official_test=segmenter.coarse_reference=keyframe")
+    p.add_argument("--propagation", choices=PROPAGATIONS, default="composed",
+                   help="composed (default): warp the keyframe's features once along the composed flow; "
+                        "chained: warp the previous frame's warped features again (Algorithm 1 line 18)")
     p.add_argument("--flow-sources", default="", metavar="NAME[,NAME]",
                    help="also run warp_only and evss with these flow sources instead of the learned FlowNet "
                         "(dis: OpenCV DIS), as rows NAME[dis]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import BACKENDS, unit_float
+from evss.cli.args import BACKENDS, PROPAGATIONS, unit_float
 
 # Literal copies of evss.checkpoint.DEFAULT_WEIGHTS, evss.flow_sources.FLOW_SOURCES,
 # evss.visualize.LAYOUTS and evss.media.sinks.MAP_NAMES (a test checks they agree): the parser is
@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--flow", choices=FLOW_SOURCES, default=None,
                    help="flow source: the learned FlowNet, OpenCV DIS, or the video's motion vectors (mv); "
                         "default: the one the weights' CoNet was trained with (their config's flow_source)")
+    m.add_argument("--propagation", choices=PROPAGATIONS, default="composed",
+                   help="composed (default): warp the keyframe's features once along the frame-to-frame flows "
+                        "composed back to it; chained: warp the previous frame's warped features again, as "
+                        "Algorithm 1 line 18 is written (blurs with every bilinear resample)")
     m.add_argument("--adaptive", action="store_true",
                    help="start keyframes when the fine distortion map says propagation degraded; "
                         "--keyframe-interval is then unused and --max-interval bounds the gap")
