@@ -8,7 +8,8 @@ segment` does by default). The oracle correction F^u is the keyframe network run
 no CoNet can do better than the network it is trained to imitate. Two rows use the model's own CoNet for comparison: its F^u
 everywhere (no fusion), and fused under the fine map (EVSS as it runs, coarse map against the
 keyframe). Two rows ask whether CoNet earns its cost: the keyframe network itself on the frame
-scaled by --low-scale (0.625: 0.39 of a keyframe's pixels, about what CoNet costs), alone and as F^u.
+scaled by --low-scale (0.625: 0.39 of a keyframe's pixels, about what CoNet costs), alone, as F^u,
+and averaged with F^w (softmax probabilities, no map).
 The oracle rows fuse F^w and the oracle under one map:
 
 * Eq. (3) coarse map M^c (warped argmax != keyframe prediction), and M^c dilated by 3x3 / 5x5;
@@ -79,8 +80,9 @@ def main() -> None:
     padded = [pad_to_multiple(f, 32) for f in frames]  # (1, 3, H', W')
     low = f"keyframe net at {args.low_scale:g}x"
     rows = ("per-frame", "warp-only", "CoNet F^u alone (no fusion)", "EVSS: CoNet F^u, fine map", f"{low}, alone",
-            f"{low} as F^u, fine map", "oracle, coarse M^c", "oracle, M^c dilated 3x3", "oracle, M^c dilated 5x5",
-            "oracle, fine map (CoNet M^e)", "oracle, fine map (true edges)", "oracle, confidence < 0.9")
+            f"{low} as F^u, fine map", f"{low} and F^w, probabilities averaged", "oracle, coarse M^c",
+            "oracle, M^c dilated 3x3", "oracle, M^c dilated 5x5", "oracle, fine map (CoNet M^e)",
+            "oracle, fine map (true edges)", "oracle, confidence < 0.9")
     with torch.inference_mode():
         own = [model.backbone(x) for x in tqdm(padded, desc="keyframe network", leave=False)]  # (1, C, h4, w4)
         small = [downscaled_logits(model.backbone, f, args.low_scale, own[0].shape[-2:])
@@ -118,7 +120,9 @@ def main() -> None:
                                                           config.distortion),
                         f"{low}, alone": small[t],
                         f"{low} as F^u, fine map": fuse(fw, small[t], fine_map(coarse, edge, config.distortion),
-                                                        config.distortion)}
+                                                        config.distortion),
+                        # no map at all: an ensemble of the propagated and the small current prediction
+                        f"{low} and F^w, probabilities averaged": (fw.softmax(1) + small[t].softmax(1)).log()}
                 for name, m in maps.items():
                     outs[name] = (1 - m) * fw + m * oracle  # Eq. (5) with F^u = the oracle
                     share[name].append(float(m.mean()))
