@@ -4,12 +4,12 @@
 
 For each scored frame t (every frame with d frames of history), the keyframe features F^b_{t-d}
 are warped to t along the weights' flow source, frame-to-frame flows composed (F^w, as `evss
-segment` does by default). The oracle correction F^u is the keyframe network run on frame t itself:
-no CoNet can do better than the network it is trained to imitate. Two rows use the model's own CoNet for comparison: its F^u
-everywhere (no fusion), and fused under the fine map (EVSS as it runs, coarse map against the
-keyframe). Two rows ask whether CoNet earns its cost: the keyframe network itself on the frame
-scaled by --low-scale (0.625: 0.39 of a keyframe's pixels, about what CoNet costs), alone, as F^u,
-and averaged with F^w (softmax probabilities, no map).
+segment` does by default). The oracle correction F^u is the keyframe network run on frame t
+itself: no CoNet can do better than the network it is trained to imitate. Two rows use the model's
+own CoNet for comparison: its F^u everywhere (no fusion), and fused under the fine map (EVSS as it
+runs, coarse map against the keyframe). Three rows ask whether CoNet earns its cost: the keyframe
+network itself on the frame scaled by --low-scale (0.625: 0.39 of a keyframe's pixels, about what
+CoNet costs), alone, as F^u, and averaged with F^w (softmax probabilities, no map).
 The oracle rows fuse F^w and the oracle under one map:
 
 * Eq. (3) coarse map M^c (warped argmax != keyframe prediction), and M^c dilated by 3x3 / 5x5;
