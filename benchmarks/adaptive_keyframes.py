@@ -37,11 +37,25 @@ from evss.segmenter import FixedInterval, SegmenterConfig, VideoSegmenter
 QUANTILES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
+class StatsFixed:
+    """A fixed interval the segmenter does not take for :class:`FixedInterval`: it then computes the
+    fine-map statistics of every non-keyframe (two host syncs it skips for a plain fixed interval),
+    which the calibration pass and the per-frame statistics need."""
+
+    def __init__(self, inner: FixedInterval) -> None:
+        self.inner = inner
+
+    def __call__(self, **kwargs) -> bool:
+        return self.inner(**kwargs)
+
+
 def run_policy(model, videos, labels, num_classes: int, make_policy, *, probe: bool = False) -> dict:
     cm, keys, frames, secs, stats = ConfusionMatrix(num_classes), 0, 0, 0.0, {"share": [], "mean": []}
     for video, label in zip(videos, labels):
         flow = FlowProbe(model.flow) if probe else None
         policy = make_policy(flow)
+        if isinstance(policy, FixedInterval):
+            policy = StatsFixed(policy)
         seg = VideoSegmenter(model, config=SegmenterConfig(), flow=flow, keyframe_policy=policy)
         for f, gt in zip(video, label):
             r = seg.step(f)

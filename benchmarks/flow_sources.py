@@ -170,7 +170,7 @@ def main() -> None:
              "(Algorithm 1, line 8). All three return the backward flow of the current frame to the previous one "
              "on the 1/4 grid, in 1/4-grid pixels (the convention of `evss.models.warp`).", "",
              "* `learned`: the model's FlowNet (the paper's N_flow), trained with the rest of EVSS.",
-             "* `dis`: OpenCV's DIS optical flow (`cv2.DISOpticalFlow_create`, preset fast) on the full-resolution "
+             "* `dis`: OpenCV's DIS optical flow (`cv2.DISOpticalFlow_create`, preset ultrafast by default) on the full-resolution "
              "grey frames, DIS(current -> previous), averaged onto the 1/4 grid. No training; a CPU library.",
              "* `mv`: the block motion vectors the H.264/MPEG decoder already has (`flags2=+export_mvs`). The reader "
              "turns them into a dense field per frame (`evss.media.motion_vectors.vectors_to_flow`): each block's "
