@@ -137,8 +137,9 @@ def test_state_does_not_grow(tiny_model):
     frames = _clip(2, 64, 64)
     for i in range(30):
         seg.step(frames[i % 2])
-    held = [t for t in (seg._feat, seg._pred, seg._image) if t is not None]
-    assert sum(t.numel() for t in held) == 11 * 16 * 16 + 16 * 16 + 3 * 64 * 64
+    held = [t for t in (seg._feat, seg._pred, seg._image, seg._flow) if t is not None]
+    # F^b_k, P_k, I_k and the composed flow O_{i->k}: one of each, whatever the number of frames
+    assert sum(t.numel() for t in held) == 11 * 16 * 16 + 16 * 16 + 3 * 64 * 64 + 2 * 16 * 16
 
 
 def test_changing_frame_size_is_named(tiny_model):
