@@ -1,0 +1,82 @@
+"""Eq. (4)'s w_f for the `camvid` weights, chosen on the dash-cam clips (no labels), not the val clip.
+
+    python benchmarks/camvid_wf.py --weights camvid --threads 2
+
+Each clip streams through ``VideoSegmenter`` (EVSS, the weights' flow, fixed keyframe interval) once
+per w_f; every non-keyframe's labels are scored against the keyframe network's own per-frame
+labels (agreement mIoU, as ``benchmarks/dis_presets.py`` and ``benchmarks/propagation.py`` do).
+Warp-only is printed for reference. Also: the same on the CamVid val clip against its labels (a
+check, looked at after the choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from evss.checkpoint import load_model
+from evss.flow_sources import make_flow_source
+from evss.media import read_video_frames
+from evss.metrics import ConfusionMatrix
+from evss.segmenter import SegmenterConfig, VideoSegmenter
+
+
+def stream_score(model, config, frames, targets, mode: str, interval: int) -> float:
+    """mIoU of the non-keyframes of one streaming run against ``targets``."""
+    seg = VideoSegmenter(model, config=SegmenterConfig(mode=mode, keyframe_interval=interval),
+                         flow=make_flow_source(config.flow_source, model))
+    cm = ConfusionMatrix(config.num_classes)
+    for frame, target in zip(frames, targets):
+        r = seg.step(frame)
+        if not r.is_keyframe:
+            cm.update(r.labels, target)
+    return 100 * cm.compute()["miou"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="camvid")
+    p.add_argument("--videos", type=Path, default=Path("../shared/data/video"))
+    p.add_argument("--camvid", type=Path, default=Path("../shared/data/camvid"))
+    p.add_argument("--frames", type=int, default=120)
+    p.add_argument("--intervals", type=int, nargs="+", default=[5, 9])
+    p.add_argument("--w-f", type=float, nargs="+", default=[0.1, 0.2, 0.35, 0.5, 0.8])
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model, config = load_model(args.weights)
+    clips = {}
+    for clip in sorted(args.videos.glob("*.mp4")):
+        frames = list(read_video_frames(clip)[0][: args.frames])
+        per_frame = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))
+        clips[clip.stem] = (frames, [per_frame.step(f).labels for f in tqdm(frames, desc=clip.stem, leave=False)])
+    names = sorted((args.camvid / "val" / "images").glob("*.png"))
+    val_frames = [np.asarray(Image.open(f).convert("RGB")) for f in names]
+    val_labels = [np.asarray(Image.open(args.camvid / "val" / "labels" / f.name)).copy() for f in names]
+    for label in val_labels:
+        label[label >= config.num_classes] = 255  # void
+    rows = [("warp-only", "warp_only", config)] + [
+        (f"EVSS, w_f {w:g}" + (" (shipped)" if w == config.distortion.w_f else ""), "evss",
+         dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=w))) for w in args.w_f]
+    heads = [f"{c} k={k}" for c in clips for k in args.intervals]
+    print(f"weights {args.weights}, flow {config.flow_source}, agreement with the per-frame labels on the dash-cam "
+          f"clips ({args.frames} frames), streaming at fixed keyframe intervals; non-keyframes scored")
+    print("| row | " + " | ".join(heads) + " | mean | CamVid val " + " | ".join(f"k={k}" for k in args.intervals) + " |")
+    print("|---|" + "---:|" * (len(heads) + 1 + len(args.intervals)))
+    for name, mode, cfg in rows:
+        model.distortion = cfg.distortion
+        cells = [stream_score(model, cfg, frames, targets, mode, k) for frames, targets in clips.values()
+                 for k in args.intervals]
+        val = [stream_score(model, cfg, val_frames, val_labels, mode, k) for k in args.intervals]
+        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {np.mean(cells):.2f} | "
+              + " | ".join(f"{v:.2f}" for v in val) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
