@@ -46,13 +46,20 @@ M = Mutant
 MUTANTS: tuple[Mutant, ...] = (
     # ---- Algorithm 1 in the streaming segmenter ------------------------------------------------------
     M("non-keyframes propagate the keyframe's features, not the warped ones (Alg. 1 line 18)",
-      "src/evss/segmenter.py", (("self._feat, self._image = warped, image", "self._image = image"),),
+      "src/evss/segmenter.py",
+      (("            self._feat = warp(self._feat, flow)  # (1, C, h, w)  line 18: F_k <- F^w_i\n"
+        "            return self._feat", "            return warp(self._feat, flow)"),),
       ("tests/test_segmenter.py",)),
+    M("composed propagation: the flows are not accumulated (one step's flow from the keyframe)",
+      "src/evss/segmenter.py", (("self._flow = flow if self._flow is None else flow + warp(self._flow, flow)",
+                                 "self._flow = flow"),), ("tests/test_segmenter.py",)),
+    M("composed propagation: the flows are summed without warping (wrong composition)",
+      "src/evss/segmenter.py", (("flow + warp(self._flow, flow)", "flow + self._flow"),), ("tests/test_segmenter.py",)),
     M("P_k <- P_i never updated (Alg. 1 line 19)", "src/evss/segmenter.py",
       (('        if self.config.coarse_reference == "previous":\n            self._pred = pred\n', ""),),
       ("tests/test_segmenter.py",)),
     M("I_k <- I_i never updated (Alg. 1 line 20)", "src/evss/segmenter.py",
-      (("self._feat, self._image = warped, image", "self._feat = warped"),), ("tests/test_segmenter.py",)),
+      (("        self._image = image  # line 20: I_k <- I_i\n", ""),), ("tests/test_segmenter.py",)),
     M("fusion skipped: the warped features are the output", "src/evss/segmenter.py",
       (('merged = parts["merged_logits"]', "merged = warped"),), ("tests/test_segmenter.py",)),
     M("keyframe interval off by one (since_key > interval)", "src/evss/segmenter.py",
@@ -90,7 +97,7 @@ MUTANTS: tuple[Mutant, ...] = (
     M("demo: TC scores occluded pixels", "src/evss/apps/demo.py",
       (("np.where(clip.occlusion[t], 255, warped)", "np.where(False, 255, warped)"),), ("tests/test_demo.py",)),
     M("evss segment ignores --keyframe-interval", "src/evss/apps/segment.py",
-      (("SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode)", "SegmenterConfig(mode=mode)"),),
+      (("SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode,\n", "SegmenterConfig(mode=mode,\n"),),
       ("tests/test_segment_video.py",)),
     M("evss segment keeps the outputs of a failed run (sinks never discarded)", "src/evss/media/sinks.py",
       (("                if keep and error is None:", "                if error is None:"),),
@@ -155,8 +162,13 @@ MUTANTS: tuple[Mutant, ...] = (
       (("            passthrough_init(self.predict_cc, decoder_channels=d4)\n", "            pass\n"),),
      ("tests/models/test_correction.py",)),
     M("evss eval scores --variant rows with the learned FlowNet", "src/evss/apps/evaluate.py",
-      (("segmenter_overrides=seg,\n                              flow=own_flow))", "segmenter_overrides=seg))"),),
+      (("segmenter_overrides=prop + seg,\n                              flow=own_flow))",
+        "segmenter_overrides=prop + seg))"),),
      ("tests/apps/test_shared_parts.py",)),
+    M("evss eval never feeds the codec vectors to [mv] rows (they warp with zero flow)", "src/evss/apps/evaluate.py",
+      (("        method.flow.feed(fields[t])", "        pass"),), ("tests/test_evaluate_flow_default.py",)),
+    M("--propagation not passed to evss eval's rows", "src/evss/apps/evaluate.py",
+      (('prop = (("propagation", args.propagation),)', "prop = ()"),), ("tests/apps/test_shared_parts.py",)),
 )
 
 
