@@ -3,9 +3,10 @@
     python benchmarks/dis_presets.py --weights camvid --threads 1
 
 Selection (dash-cam clips in ../shared/data/video, no labels): the warp-only prediction at keyframe
-distance 5 (frame-to-frame flows composed, as the segmenter propagates) is scored against the keyframe network's own per-frame labels (mIoU of agreement): the
-flow that keeps the propagated labels closest to what the network would say. Check (CamVid val
-clip, labelled): warp-only mIoU at d = 5 and 9. Also prints ms per flow call at each clip's size.
+distance 5 (frame-to-frame flows composed, as the segmenter propagates) is scored against the
+keyframe network's own per-frame labels (mIoU of agreement): the flow that keeps the propagated
+labels closest to what the network would say. Check (CamVid val clip, labelled): warp-only mIoU at
+d = 5 and 9. Also prints ms per flow call at each clip's size.
 """
 
 from __future__ import annotations
