@@ -67,7 +67,8 @@ def main() -> None:
     heads = [f"{c} k={k}" for c in clips for k in args.intervals]
     print(f"weights {args.weights}, flow {config.flow_source}, agreement with the per-frame labels on the dash-cam "
           f"clips ({args.frames} frames), streaming at fixed keyframe intervals; non-keyframes scored")
-    print("| row | " + " | ".join(heads) + " | mean | CamVid val " + " | ".join(f"k={k}" for k in args.intervals) + " |")
+    val_heads = " | ".join(f"CamVid val k={k}" for k in args.intervals)
+    print("| row | " + " | ".join(heads) + " | mean | " + val_heads + " |")
     print("|---|" + "---:|" * (len(heads) + 1 + len(args.intervals)))
     for name, mode, cfg in rows:
         model.distortion = cfg.distortion
