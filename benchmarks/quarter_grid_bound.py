@@ -63,10 +63,12 @@ def main() -> None:
         k = names.index(args.cls)
         row, col = pred[k], pred[:, k]
         print(f"prediction: {args.cls} IoU {100 * iou_per_class(pred)[k]:.1f}")
-        print(f"true {args.cls} pixels labelled as: "
-              + ", ".join(f"{n} {100 * v / row.sum():.0f} %" for n, v in zip(names, row) if v / row.sum() > 0.01))
-        print(f"pixels labelled {args.cls}, truly: "
-              + ", ".join(f"{n} {100 * v / col.sum():.0f} %" for n, v in zip(names, col) if v / col.sum() > 0.01))
+        for what, counts in ((f"true {args.cls} pixels labelled as", row), (f"pixels labelled {args.cls}, truly", col)):
+            if counts.sum() == 0:  # the class is absent from the labels (or never predicted)
+                print(f"{what}: none")
+                continue
+            share = counts / counts.sum()
+            print(f"{what}: " + ", ".join(f"{n} {100 * v:.0f} %" for n, v in zip(names, share) if v > 0.01))
 
 
 if __name__ == "__main__":
