@@ -99,6 +99,8 @@ MUTANTS: tuple[Mutant, ...] = (
     M("evss segment ignores --keyframe-interval", "src/evss/apps/segment.py",
       (("SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode,\n", "SegmenterConfig(mode=mode,\n"),),
       ("tests/test_segment_video.py",)),
+    M("evss segment ignores --propagation", "src/evss/apps/segment.py",
+      (("propagation=args.propagation),", "),"),), ("tests/test_segment_video.py",)),
     M("evss segment keeps the outputs of a failed run (sinks never discarded)", "src/evss/media/sinks.py",
       (("                if keep and error is None:", "                if error is None:"),),
       ("tests/media/test_sinks.py", "tests/test_faults.py")),

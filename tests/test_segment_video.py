@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from evss.cli import main
 from evss.media import VideoWriter, open_video, read_video_frames, write_video_frames
@@ -208,3 +209,19 @@ def test_maps_of_a_mode_without_them_are_refused_up_front(tmp_path, weights, cap
     err = capsys.readouterr().err
     assert "--save-maps: mode warp_only" in err and "pass --mode evss" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # nothing written
+
+
+def test_propagation_flag_reaches_the_segmenter(tmp_path, weights):
+    """--propagation chained and the default (composed) agree up to the first non-keyframe and
+    differ after it: the 2-pixel pan is half a 1/4-grid pixel per frame, which re-warping blurs."""
+    src = write_video_frames(tmp_path / "in.mp4", clip(5, 64, 96), fps=15)
+    labels = {}
+    for prop in ("composed", "chained"):
+        out = tmp_path / prop
+        assert segment(src, "-o", out / "seg.mp4", "--weights", weights, "--mode", "warp_only", "--flow", "dis",
+                       "--keyframe-interval", "5", "--propagation", prop, "--save-labels", out / "labels") == 0
+        labels[prop] = [np.asarray(Image.open(p)) for p in sorted((out / "labels").glob("*.png"))]
+    assert len(labels["composed"]) == len(labels["chained"]) == 5
+    for t in (0, 1):
+        assert np.array_equal(labels["composed"][t], labels["chained"][t]), t
+    assert any(not np.array_equal(labels["composed"][t], labels["chained"][t]) for t in (2, 3, 4))
