@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 else f"keyframe interval {args.keyframe_interval}")
     notice(f"evss segment: {info.describe()}")
     notice(f"  model {described} ({config.name}, {config.num_classes} classes), {schedule}, mode {mode}, "
-           f"flow {flow_name}" + (f" ({args.propagation} propagation)" if mode != "per_frame" else "") + ", "
+           f"flow {flow_name}, " + (f"{args.propagation} propagation, " if mode != "per_frame" else "") +
            f"device {device}{' fp16' if args.half else ''}, threads {torch.get_num_threads()}"
            + (f", backend {args.backend}" if args.backend != "torch" else ""))
 
