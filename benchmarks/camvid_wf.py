@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
+from dis_presets import camvid_val  # beside this script
 from evss.checkpoint import load_model
 from evss.flow_sources import make_flow_source
 from evss.media import read_video_frames
@@ -56,11 +56,7 @@ def main() -> None:
         frames = list(read_video_frames(clip)[0][: args.frames])
         per_frame = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))
         clips[clip.stem] = (frames, [per_frame.step(f).labels for f in tqdm(frames, desc=clip.stem, leave=False)])
-    names = sorted((args.camvid / "val" / "images").glob("*.png"))
-    val_frames = [np.asarray(Image.open(f).convert("RGB")) for f in names]
-    val_labels = [np.asarray(Image.open(args.camvid / "val" / "labels" / f.name)).copy() for f in names]
-    for label in val_labels:
-        label[label >= config.num_classes] = 255  # void
+    val_frames, val_labels = camvid_val(args.camvid, config.num_classes)
     rows = [("warp-only", "warp_only", config)] + [
         (f"EVSS, w_f {w:g}" + (" (shipped)" if w == config.distortion.w_f else ""), "evss",
          dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=w))) for w in args.w_f]

@@ -25,7 +25,7 @@ from evss.media import read_video_frames
 from evss.metrics import confusion_matrix, mean_iou
 from evss.models.backbone import prepare_inference
 from evss.models.upsample import labels_from_quarter
-from evss.models.warp import warp
+from evss.models.warp import compose_flows, warp
 from evss.segmenter import pad_to_multiple
 
 VARIANTS = (("fast", 1.0), ("ultrafast", 1.0), ("medium", 0.5), ("ultrafast", 0.5), ("fast", 0.5))
@@ -33,6 +33,26 @@ VARIANTS = (("fast", 1.0), ("ultrafast", 1.0), ("medium", 0.5), ("ultrafast", 0.
 
 def tensors(frames: list[np.ndarray]) -> list[torch.Tensor]:
     return [pad_to_multiple(torch.from_numpy(f.copy()).permute(2, 0, 1)[None].float() / 255, 32) for f in frames]
+
+
+def camvid_val(root: Path, num_classes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The CamVid val clip: RGB frames and labels (void and ids >= num_classes ignored as 255)."""
+    names = sorted((root / "val" / "images").glob("*.png"))
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in names]
+    labels = [np.asarray(Image.open(root / "val" / "labels" / f.name)).copy() for f in names]
+    for label in labels:
+        label[label >= num_classes] = 255  # void
+    return frames, labels
+
+
+def dashcam_clips(model, videos: Path, frames: int):
+    """(name, frames, padded tensors, the keyframe network's own per-frame labels) per dash-cam clip."""
+    for clip in sorted(videos.glob("*.mp4")):
+        rgb = list(read_video_frames(clip)[0][:frames])
+        images = tensors(rgb)
+        with torch.inference_mode():
+            own = [labels_from_quarter(model.backbone(x), rgb[0].shape[:2]).numpy() for x in images]
+        yield clip, rgb, images, own
 
 
 def warp_only_scores(model, images: list[torch.Tensor], targets: list[np.ndarray], size, flow, distances,
@@ -49,7 +69,7 @@ def warp_only_scores(model, images: list[torch.Tensor], targets: list[np.ndarray
             for t in range(d, len(images)):
                 acc = None  # O_{t->t-d}: the frame-to-frame flows composed, as the segmenter propagates
                 for j in range(t - d + 1, t + 1):
-                    acc = flows[j] if acc is None else flows[j] + warp(acc, flows[j])  # (1, 2, h, w)
+                    acc = compose_flows(acc, flows[j])  # (1, 2, h, w)
                 f = warp(feats[t - d], acc)  # (1, C, h, w)
                 cm += confusion_matrix(labels_from_quarter(f, size).numpy(), targets[t], num_classes)
             scores.append(100 * mean_iou(cm))
@@ -69,20 +89,12 @@ def main() -> None:
     prepare_inference(model.backbone)
     c = config.num_classes
     rows = {v: {} for v in VARIANTS}
-    for clip in sorted(args.videos.glob("*.mp4")):
-        frames = list(read_video_frames(clip)[0][: args.frames])
-        size = frames[0].shape[:2]
-        images = tensors(frames)
-        with torch.inference_mode():
-            own = [labels_from_quarter(model.backbone(x), size).numpy() for x in images]
+    for clip, frames, images, own in dashcam_clips(model, args.videos, args.frames):
         for v in VARIANTS:
-            (score,), ms = warp_only_scores(model, images, own, size, DISFlow(preset=v[0], scale=v[1]), (5,), c)
+            (score,), ms = warp_only_scores(model, images, own, frames[0].shape[:2],
+                                            DISFlow(preset=v[0], scale=v[1]), (5,), c)
             rows[v][clip.name] = (score, ms)
-    names = sorted((args.camvid / "val" / "images").glob("*.png"))
-    frames = [np.asarray(Image.open(f).convert("RGB")) for f in names]
-    labels = [np.asarray(Image.open(args.camvid / "val" / "labels" / f.name)).copy() for f in names]
-    for label in labels:
-        label[label >= c] = 255  # void
+    frames, labels = camvid_val(args.camvid, c)
     images = tensors(frames)
     clips = sorted({k for r in rows.values() for k in r})
     print("| DIS preset, scale | " + " | ".join(f"{k}: agreement @5 (ms)" for k in clips)

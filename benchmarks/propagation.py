@@ -22,23 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
+from dis_presets import camvid_val, dashcam_clips, tensors  # beside this script
 from evss.checkpoint import load_model
 from evss.flow_sources import DISFlow
-from evss.media import read_video_frames
 from evss.metrics import confusion_matrix, mean_iou
 from evss.models.backbone import prepare_inference
 from evss.models.upsample import labels_from_quarter
-from evss.models.warp import warp
-from evss.segmenter import pad_to_multiple
+from evss.models.warp import compose_flows, warp
 
 WAYS = ("chained", "composed", "direct")
-
-
-def tensors(frames: list[np.ndarray]) -> list[torch.Tensor]:
-    return [pad_to_multiple(torch.from_numpy(f.copy()).permute(2, 0, 1)[None].float() / 255, 32) for f in frames]
 
 
 def scores(model, images: list[torch.Tensor], targets: list[np.ndarray], size: tuple[int, int],
@@ -55,7 +49,7 @@ def scores(model, images: list[torch.Tensor], targets: list[np.ndarray], size: t
                 chained, composed = feats[t - d], None
                 for j in range(t - d + 1, t + 1):
                     chained = warp(chained, steps[j])  # (1, C, h, w)
-                    composed = steps[j] if composed is None else steps[j] + warp(composed, steps[j])  # (1, 2, h, w)
+                    composed = compose_flows(composed, steps[j])  # (1, 2, h, w)
                 props = {"chained": chained, "composed": warp(feats[t - d], composed),
                          "direct": warp(feats[t - d], DISFlow()(images[t - d], images[t]))}
                 for way, f in props.items():
@@ -80,18 +74,9 @@ def main() -> None:
     c = config.num_classes
     ds = tuple(args.distances)
     table = {}
-    for clip in sorted(args.videos.glob("*.mp4")):
-        frames = list(read_video_frames(clip)[0][: args.frames])
-        size = frames[0].shape[:2]
-        images = tensors(frames)
-        with torch.inference_mode():
-            own = [labels_from_quarter(model.backbone(x), size).numpy() for x in images]
-        table[f"{clip.stem} (agreement)"] = scores(model, images, own, size, ds, c, clip.stem)
-    names = sorted((args.camvid / "val" / "images").glob("*.png"))
-    frames = [np.asarray(Image.open(f).convert("RGB")) for f in names]
-    labels = [np.asarray(Image.open(args.camvid / "val" / "labels" / f.name)).copy() for f in names]
-    for label in labels:
-        label[label >= c] = 255  # void
+    for clip, frames, images, own in dashcam_clips(model, args.videos, args.frames):
+        table[f"{clip.stem} (agreement)"] = scores(model, images, own, frames[0].shape[:2], ds, c, clip.stem)
+    frames, labels = camvid_val(args.camvid, c)
     table["CamVid val (mIoU)"] = scores(model, tensors(frames), labels, frames[0].shape[:2], ds, c, "val")
     print(f"weights {args.weights}, DIS flow, warp-only, {torch.get_num_threads()} threads")
     print("| propagation | " + " | ".join(f"{k} d={d}" for k in table for d in ds) + " |")

@@ -38,7 +38,7 @@ from evss.metrics import confusion_matrix, mean_iou
 from evss.models.backbone import prepare_inference
 from evss.models.distortion import fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
-from evss.models.warp import warp
+from evss.models.warp import compose_flows, warp
 from evss.segmenter import pad_to_multiple
 
 
@@ -97,7 +97,7 @@ def main() -> None:
                 acc = None  # O_{t->t-d}: the frame-to-frame flows composed, as the segmenter propagates
                 for j in range(t - d + 1, t + 1):
                     step = flow(padded[j - 1], padded[j])  # (1, 2, h4, w4)
-                    acc = step if acc is None else step + warp(acc, step)
+                    acc = compose_flows(acc, step)
                 fw = warp(key, acc)  # (1, C, h4, w4) Eq. (1)
                 oracle = own[t]
                 coarse = (class_argmax(fw) != key_pred)[:, None].float()  # (1, 1, h4, w4) Eq. (3)

@@ -54,7 +54,7 @@ def test_graphs_are_algorithm_1(tiny_model):
 def test_flow_input_graph_runs_composed_propagation(tiny_model):
     """The default "composed" propagation through the exported graphs: F^b_k stays the key features
     and the caller passes the frame-to-frame flows composed back to the keyframe."""
-    from evss.models.warp import warp
+    from evss.models.warp import compose_flows
     from evss.segmenter import SegmenterConfig, VideoSegmenter
     frames = panning_clip(4, 64, 96)
     images = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
@@ -66,7 +66,7 @@ def test_flow_input_graph_runs_composed_propagation(tiny_model):
         acc = None
         for ref, img, frame in zip(images, images[1:], frames[1:]):
             step = tiny_model.flow(ref, img)  # (1, 2, 16, 24)
-            acc = step if acc is None else step + warp(acc, step)
+            acc = compose_flows(acc, step)
             _, _, pred, _, labels = non(img, acc, feat, pred)
             assert np.array_equal(labels[0].numpy(), seg.step(frame).labels)
 

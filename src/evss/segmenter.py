@@ -35,7 +35,7 @@ from evss.models.distortion import coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
 from evss.models.upsample import class_argmax, labels_from_quarter, upsample4
-from evss.models.warp import warp
+from evss.models.warp import compose_flows, warp
 
 MODES = ("evss", "warp_only", "per_frame")
 PROPAGATIONS = ("composed", "chained")
@@ -231,8 +231,7 @@ class VideoSegmenter:
         if self.config.propagation == "chained":
             self._feat = warp(self._feat, flow)  # (1, C, h, w)  line 18: F_k <- F^w_i
             return self._feat
-        # O_{i->k}(x) = O_{i->i-1}(x) + O_{i-1->k}(x + O_{i->i-1}(x)): backward flows compose by warping
-        self._flow = flow if self._flow is None else flow + warp(self._flow, flow)  # (1, 2, h, w)
+        self._flow = compose_flows(self._flow, flow)  # (1, 2, h, w)  O_{i->k}
         return warp(self._feat, self._flow)  # (1, C, h, w)
 
     def _warp_only(self, image: torch.Tensor) -> FrameResult:

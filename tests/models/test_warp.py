@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from evss.models.warp import warp
+from evss.models.warp import compose_flows, coords_grid, warp
 
 
 def test_zero_flow_is_identity():
@@ -69,3 +69,19 @@ def test_matches_official_resample2d(reference):
     out64 = warp(x.double(), f.double())
     assert (out64 - torch.from_numpy(v["warp_test/output_f64"])).abs().max() <= 1e-12
     assert np.isfinite(out64.numpy()).all()
+
+
+def test_composed_flow_warps_like_two_warps_in_a_row():
+    """On a linear ramp, bilinear warping is exact, so warping once along compose_flows(a, b)
+    equals warping along a, then along b (away from the clamped border); None starts a chain."""
+    g = torch.Generator().manual_seed(0)
+    h, w = 24, 32
+    ramp = coords_grid(1, h, w, device=torch.device("cpu"), dtype=torch.float64)  # (1, 2, H, W): x, y
+    a = (torch.rand(1, 2, h, w, generator=g, dtype=torch.float64) - 0.5) * 3  # O_{i-1->k}
+    b = (torch.rand(1, 2, h, w, generator=g, dtype=torch.float64) - 0.5) * 3  # O_{i->i-1}
+    twice = warp(warp(ramp, a), b)
+    once = warp(ramp, compose_flows(a, b))
+    inner = (slice(None), slice(None), slice(4, h - 4), slice(4, w - 4))
+    assert torch.allclose(once[inner], twice[inner], atol=1e-9)
+    assert not torch.allclose(compose_flows(a, b)[inner], (a + b)[inner], atol=1e-2)  # not a plain sum
+    assert compose_flows(None, b) is b

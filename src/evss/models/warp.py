@@ -44,3 +44,10 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     gy = pos[:, 1] * sy - 1.0 if h > 1 else torch.zeros_like(pos[:, 1])
     grid = torch.stack([gx, gy], dim=-1)  # (N, H, W, 2)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def compose_flows(earlier: torch.Tensor | None, step: torch.Tensor) -> torch.Tensor:
+    """O_{i->k} from O_{i-1->k} (``earlier``; None when frame i-1 is the keyframe k) and the step
+    O_{i->i-1}, all (N, 2, H, W) backward flows of this convention on one grid:
+    O_{i->k}(x) = O_{i->i-1}(x) + O_{i-1->k}(x + O_{i->i-1}(x)), the earlier flow sampled by warping."""
+    return step if earlier is None else step + warp(earlier, step)  # (N, 2, H, W)
