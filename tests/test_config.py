@@ -46,7 +46,7 @@ def test_inconsistent_class_counts():
 def test_presets_trained_here_start_conet_at_warp_only_the_authors_keep_their_init():
     for name in ("paper", "official"):
         assert preset(name).correction.head_init == "random"
-    for name in ("light", "tiny", "lite0"):
+    for name in ("light", "tiny", "lite0", "lite1"):
         assert preset(name).correction.head_init == "passthrough"
     # a checkpoint config written before the field existed still loads (the default fills it)
     old = to_dict(preset("light"))

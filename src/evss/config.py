@@ -10,6 +10,7 @@ Named presets:
 * ``lite0``: the default keyframe network for real footage: a SwiftNet-style decoder on an
   ImageNet-pretrained EfficientNet-Lite0 (``evss.models.efficientnet``); FlowNet and CoNet as in
   ``light``.
+* ``lite1``: the same on EfficientNet-Lite1 (the Lite0 widths, 1.1x deeper stages 2-6).
 """
 
 from __future__ import annotations
@@ -111,9 +112,10 @@ PRESETS: dict[str, tuple[float, str, float, str]] = {
     "light": (0.5, "paper", 0.5, "camvid"),
     "tiny": (0.125, "paper", 0.5, "camvid"),
     "lite0": (0.5, "paper", 0.5, "camvid"),  # width: FlowNet and CoNet; the backbone is below
+    "lite1": (0.5, "paper", 0.5, "camvid"),
 }
 # presets whose keyframe network is SwiftNet on this EfficientNet-Lite encoder
-SWIFTNET_PRESETS: dict[str, str] = {"lite0": "lite0"}
+SWIFTNET_PRESETS: dict[str, str] = {"lite0": "lite0", "lite1": "lite1"}
 
 
 def build_model(config: EVSSConfig) -> EVSSNet:

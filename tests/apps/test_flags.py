@@ -93,3 +93,7 @@ def test_literal_choices_agree_with_the_library():
     assert export_flags.MIN_OPSET == export_app.MIN_OPSET
     choices = {a.dest: a.choices for a in build_parser()._subparsers._group_actions[0].choices["segment"]._actions}
     assert tuple(choices["mode"]) == segmenter.MODES and tuple(choices["on_error"]) == ON_ERROR
+    from evss.config import PRESETS
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    model_help = next(a.help for a in train._actions if a.dest == "model")
+    assert model_help.startswith(f"preset ({', '.join(PRESETS)})"), model_help  # every preset named

