@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Assemble shipped weights, fp16: the keyframe network of BACKBONE (for `camvid`: the held-out-selected
-# best.safetensors of recipes/train_camvid_lite0.sh) + FlowNet and CoNet of EVSS (the EVSS stage run,
+# best.safetensors of recipes/train_camvid_keyframe.sh) + FlowNet and CoNet of EVSS (the EVSS stage run,
 # e.g. recipes/train_camvid_evss_dis.sh), with the deployment defaults in the config: MODE
 # (warp_only | evss | per_frame) and flow dis, and REASON, the measurement behind MODE.
 #
@@ -18,10 +18,16 @@ python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" "${W_F:-}" <<'PY'
 import dataclasses, sys
 from evss.checkpoint import load_model, save_model
 backbone_ckpt, evss_ckpt, note, out, mode, reason, w_f = sys.argv[1:]
-model, config = load_model(evss_ckpt)
-source, _ = load_model(backbone_ckpt)
+from evss.config import build_model
+trained, config = load_model(evss_ckpt)
+source, source_config = load_model(backbone_ckpt)
+# the keyframe network's architecture comes from BACKBONE (e.g. lite1 beside a CoNet from a lite0 run)
+config = dataclasses.replace(config, name=source_config.name, backbone=source_config.backbone,
+                             default_mode=mode, flow_source="dis")
+model = build_model(config)
 model.backbone.load_state_dict(source.backbone.state_dict())
-config = dataclasses.replace(config, default_mode=mode, flow_source="dis")
+model.flow.load_state_dict(trained.flow.state_dict())
+model.correction.load_state_dict(trained.correction.state_dict())
 if w_f:
     config = dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=float(w_f)))
 save_model(out, model, config, half=True, extra={"recipe": note, "default_mode_reason": reason})

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The EVSS stage of the built-in `camvid` weights: CoNet trained with the flow it is used with
-# (OpenCV DIS), against the frozen lite0 keyframe network (recipes/train_camvid_lite0.sh), on
+# (OpenCV DIS), against the frozen keyframe network (recipes/train_camvid_keyframe.sh; MODEL its
+# preset, lite1 by default), on
 #   * CamVid train as simulated drives (--data camvid-stills): each labelled still becomes a
 #     6-frame clip of a camera moving forward (3 % zoom per frame): the target city's look;
 #   * the two dash-cam clips, real motion without labels: the teacher's pseudo-labels (Sec. III-E);
 #   * 8 generated SynthDrive clips: people, bicycles and occlusions that move on their own.
 # The semantic targets are the teacher's everywhere (Sec. III-E); true labels give the edge targets.
-# CoNet starts at F^u = F^w (the lite0 preset's passthrough head), so it learns corrections only.
+# CoNet starts at F^u = F^w (the lite* presets' passthrough head), so it learns corrections only.
 # The teacher cache (backbone logits, pseudo-labels, DIS flow per pair) is built first, with a
 # progress bar, and reused; a step then runs only CoNet.
 #
@@ -20,7 +21,7 @@ CAMVID=${CAMVID:-../shared/data/camvid}
 VIDEOS=${VIDEOS:-../shared/data/video}
 resume=()
 [ -f "$OUT/last.state.pt" ] && resume=(--resume)
-exec evss train evss --model lite0 --teacher "$TEACHER" --flow dis --cache "$CACHE" \
+exec evss train evss --model "${MODEL:-lite1}" --teacher "$TEACHER" --flow dis --cache "$CACHE" \
   --data camvid-stills --data-root "$CAMVID" --still-frames 6 --still-zoom 0.03 \
   --extra-data "videos:$VIDEOS" --video-max-size 640 --crop 256x448 \
   --extra-data synthdrive --synth-clips 8 --synth-frames 30 --synth-size 256x512 \
