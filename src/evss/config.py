@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch.nn as nn
+
 from evss.errors import ConfigError
-from evss.models.backbone import BackboneConfig, build_backbone
+from evss.models.backbone import BackboneConfig, SwiftNet, build_backbone
 from evss.models.correction import CoNet, CoNetConfig
 from evss.models.distortion import DistortionConfig
 from evss.models.evss import EVSSNet
 from evss.models.flow import FlowConfig, FlowNet
+from evss.models.scaled_update import ScaledKeyframeUpdate
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,20 @@ PRESETS: dict[str, tuple[float, str, float, str]] = {
 SWIFTNET_PRESETS: dict[str, str] = {"lite0": "lite0", "lite1": "lite1"}
 
 
+def build_correction(config: EVSSConfig) -> nn.Module:
+    """CoNet as the paper builds it, or with the keyframe network's architecture as N_upda."""
+    if config.correction.update == "keyframe":
+        if config.backbone.arch != "swiftnet":
+            raise ConfigError(f"config {config.name!r}: correction.update 'keyframe' needs a swiftnet keyframe "
+                              f"network, this one is {config.backbone.arch!r}")
+        return ScaledKeyframeUpdate(SwiftNet.from_config(config.backbone), scale=config.correction.update_scale,
+                                    train_encoder=config.correction.update_train_encoder)
+    return CoNet.from_config(config.correction)
+
+
 def build_model(config: EVSSConfig) -> EVSSNet:
     return EVSSNet(backbone=build_backbone(config.backbone), flow=FlowNet.from_config(config.flow),
-                   correction=CoNet.from_config(config.correction), distortion=config.distortion,
+                   correction=build_correction(config), distortion=config.distortion,
                    freeze_flow=config.freeze_flow)
 
 

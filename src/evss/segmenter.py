@@ -143,6 +143,8 @@ class VideoSegmenter:
         # BN folded and NHWC for SwiftNet keyframe networks (before any cast to half): the model is
         # for inference from here on.
         prepare_inference(model.backbone.eval())
+        if hasattr(model.correction, "prepare_inference"):  # an update branch built on the keyframe network
+            model.correction.prepare_inference()
         self.model = model.to(self.device, dtype).eval()
         self.flow: FlowEstimator = flow if flow is not None else self.model.flow
         self.policy = keyframe_policy or FixedInterval(config.keyframe_interval)

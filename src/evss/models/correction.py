@@ -30,6 +30,7 @@ from evss.models.backbone import ImageNorm
 
 VARIANTS = ("paper", "official")
 HEAD_INITS = ("random", "passthrough")
+UPDATES = ("conet", "keyframe")
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,17 @@ class CoNetConfig:
     # features, zero on the decoder's), so an untrained CoNet leaves Eq. (5) at warp-only and
     # training only learns corrections; "random": PyTorch's default init (the paper's, presumably).
     head_init: str = "random"
+    # N_upda: "conet" (the paper's network above) or "keyframe": the keyframe network on the frame
+    # scaled by update_scale, fused with F^w (evss.models.scaled_update); the other fields then unused.
+    update: str = "conet"
+    update_scale: float = 0.625
+    update_train_encoder: bool = False  # "keyframe": fine-tune its encoder too (3x the step cost)
 
     def __post_init__(self) -> None:
+        if self.update not in UPDATES:
+            raise ValueError(f"CoNet update {self.update!r} is not one of {UPDATES}")
+        if not 0.2 <= self.update_scale <= 1.0:
+            raise ValueError(f"CoNet update_scale must be in [0.2, 1], got {self.update_scale}")
         if self.variant not in VARIANTS:
             raise ValueError(f"CoNet variant {self.variant!r} is not one of {VARIANTS}")
         if self.head_init not in HEAD_INITS:
@@ -145,7 +155,9 @@ class CoNet(nn.Module):
 
     @classmethod
     def from_config(cls, config: CoNetConfig) -> "CoNet":
-        return cls(**config.__dict__)
+        if config.update != "conet":
+            raise ValueError(f"CoNetConfig update={config.update!r} is not built by CoNet (see config.build_model)")
+        return cls(**{k: v for k, v in config.__dict__.items() if not k.startswith("update")})
 
     def forward(self, image: torch.Tensor, warped_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.norm(image)

@@ -116,6 +116,8 @@ def train_evss(config: TrainConfig, rt: Runtime) -> TrainResult:
             load_part(model.backbone, config.teacher, "backbone", "--teacher")
         if config.flow_init:
             load_part(model.flow, config.flow_init, "flow", "--flow-init")
+        if config.teacher and not config.init and hasattr(model.correction, "init_from"):
+            model.correction.init_from(model.backbone)  # N_upda starts as the keyframe network itself
     if rt.is_main and config.flow_source == "learned" and not (config.flow_init or config.init or config.resume):
         print("evss train: FlowNet starts from random weights" +
               (" and stays frozen (--ablation flownet-fixed)" if model_config.freeze_flow else "") +
