@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from evss.models._layers import ConvNormAct, FusionUpsample, make_act, resize, scaled
+from evss.models._layers import FusionUpsample, make_act, resize, scaled
 from evss.models.backbone import ImageNorm
 
 VARIANTS = ("paper", "official")
