@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
-from evss.models.backbone import prepare_inference
 from evss.models.distortion import coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
@@ -142,9 +141,7 @@ class VideoSegmenter:
         self.dtype = dtype
         # BN folded and NHWC for SwiftNet keyframe networks (before any cast to half): the model is
         # for inference from here on.
-        prepare_inference(model.backbone.eval())
-        if hasattr(model.correction, "prepare_inference"):  # an update branch built on the keyframe network
-            model.correction.prepare_inference()
+        model.prepare_inference()
         self.model = model.to(self.device, dtype).eval()
         self.flow: FlowEstimator = flow if flow is not None else self.model.flow
         self.policy = keyframe_policy or FixedInterval(config.keyframe_interval)

@@ -86,3 +86,15 @@ def test_checkpoint_round_trip_and_streaming(tmp_path, model):
     results = list(seg.segment(frames))
     assert [r.labels.shape for r in results] == [(60, 90)] * 4
     assert seg.model.correction.net.channels_last  # prepared for inference like the keyframe network
+
+
+def test_onnx_export_matches_pytorch(model, tmp_path):
+    """The scaled (antialiased) resize and the inner SwiftNet survive ONNX export."""
+    from conftest import need_module
+    from evss.apps.export import check_onnx, export_onnx
+    need_module("onnxruntime")
+    need_module("onnxscript")
+    paths = export_onnx(model, tmp_path, height=64, width=96, flow_input=True)
+    report = check_onnx(model, paths, height=64, width=96, flow_input=True)
+    assert report["non_keyframe"]["labels_mismatch"] < 1e-3
+    assert report["non_keyframe"]["merged_max_abs_diff"] < 1e-3

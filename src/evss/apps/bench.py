@@ -39,7 +39,6 @@ from evss.device import resolve_device, resolve_dtype
 from evss.errors import EvssError
 from evss.flow_sources import MVFlow, make_flow_source
 from evss.media import atomic_write, open_video, vectors_to_flow, write_video_frames
-from evss.models.backbone import prepare_inference
 from evss.models.distortion import merge
 from evss.models.upsample import labels_from_quarter
 from evss.models.warp import warp
@@ -104,7 +103,7 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
           warmup: int, repeats: int = 2, dtype=None) -> dict:
     dtype = dtype or torch.float32
     h, w = size
-    prepare_inference(model.backbone.eval())  # as VideoSegmenter does: BN folded, NHWC for SwiftNet
+    model.prepare_inference()  # as VideoSegmenter does: BN folded, NHWC for SwiftNet
     model = model.to(device, dtype).eval()
     clip = generate_clip(SynthDriveConfig(height=h, width=w, frames=max(frames, 2)), seed=0)
     key = pad_to_multiple(to_tensor(clip.frames[0], device, dtype), 32)  # (1, 3, Hp, Wp)

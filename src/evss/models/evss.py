@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from evss.models.backbone import prepare_inference
 from evss.models.correction import CoNet
 from evss.models.distortion import DistortionConfig, merge
-from evss.models.flow import FlowEstimator
 from evss.models.upsample import class_argmax
 from evss.models.warp import warp
 
@@ -66,6 +66,14 @@ class EVSSNet(nn.Module):
         self.backbone.eval()  # frozen BN statistics too
         if self.freeze_flow:
             self.flow.eval()
+        return self
+
+    def prepare_inference(self) -> "EVSSNet":
+        """BN folded and NHWC in the SwiftNet parts (the keyframe network, and the update branch
+        built on it), in place: for a model that will not be trained again."""
+        prepare_inference(self.backbone.eval())
+        if hasattr(self.correction, "prepare_inference"):
+            self.correction.prepare_inference()
         return self
 
     def forward(self, key_image: torch.Tensor, image: torch.Tensor, *, key_logits: torch.Tensor | None = None,
