@@ -7,7 +7,10 @@
 #   * the two dash-cam clips, real motion without labels: the teacher's pseudo-labels (Sec. III-E);
 #   * 8 generated SynthDrive clips: people, bicycles and occlusions that move on their own.
 # The semantic targets are the teacher's everywhere (Sec. III-E); true labels give the edge targets.
-# CoNet starts at F^u = F^w (the lite* presets' passthrough head), so it learns corrections only.
+# CoNet's update branch is the keyframe network itself on the frame scaled by UPDATE_SCALE (0.75,
+# correction.update=keyframe, started from TEACHER, encoder frozen; 1,500 steps): the shipped
+# `camvid`. UPDATE_SCALE= (empty) trains the paper's CoNet instead (5,000 steps by default), which
+# starts at F^u = F^w (the lite* presets' passthrough head), so it learns corrections only.
 # The teacher cache (backbone logits, pseudo-labels, DIS flow per pair) is built first, with a
 # progress bar, and reused; a step then runs only CoNet.
 #
@@ -20,10 +23,16 @@ CACHE=${3:-runs/cache_camvid_stills_dis}
 CAMVID=${CAMVID:-../shared/data/camvid}
 VIDEOS=${VIDEOS:-../shared/data/video}
 resume=()
+update=()
+steps=5000
+if [ -n "${UPDATE_SCALE-0.75}" ]; then
+  update=(--set correction.update=keyframe --set "correction.update_scale=${UPDATE_SCALE-0.75}")
+  steps=1500
+fi
 [ -f "$OUT/last.state.pt" ] && resume=(--resume)
 exec evss train evss --model "${MODEL:-lite1}" --teacher "$TEACHER" --flow dis --cache "$CACHE" \
   --data camvid-stills --data-root "$CAMVID" --still-frames 6 --still-zoom 0.03 \
   --extra-data "videos:$VIDEOS" --video-max-size 640 --crop 256x448 \
   --extra-data synthdrive --synth-clips 8 --synth-frames 30 --synth-size 256x512 \
-  --batch-size 8 --steps "${STEPS:-5000}" --lr 3e-4 --min-lr 1e-6 --checkpoint-every 250 \
-  --seed 0 --device "${DEVICE:-auto}" --threads "${THREADS:-2}" --out "$OUT" "${resume[@]}" "${@:4}"
+  --batch-size 8 --steps "${STEPS:-$steps}" --lr 3e-4 --min-lr 1e-6 --checkpoint-every 250 \
+  --seed 0 --device "${DEVICE:-auto}" --threads "${THREADS:-2}" --out "$OUT" "${update[@]}" "${resume[@]}" "${@:4}"
