@@ -317,3 +317,25 @@ def test_ddp_two_processes_keep_identical_parameters(backbone_run, tmp_path):
     assert (tmp_path / "run" / "last.safetensors").is_file()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3]  # rank 0 alone logs (log_every 10 -> the last step only)
+
+
+def test_evss_stage_starts_the_keyframe_update_branch_from_the_teacher(tmp_path):
+    """correction.update=keyframe: the copy starts as the teacher, its encoder stays frozen, and
+    its decoder and heads are what the stage trains."""
+    from evss.checkpoint import load_model, save_model
+    from evss.config import build_model, preset
+    torch.manual_seed(1)
+    teacher_config = preset("lite0")
+    teacher_path = tmp_path / "teacher.safetensors"
+    save_model(teacher_path, build_model(teacher_config), teacher_config)
+    sets = ("correction.update=keyframe", "correction.update_scale=0.5")
+    out = tmp_path / "run"
+    train.main(tiny("evss", out, model="lite0", model_set=sets, steps=3, lr=1e-3, checkpoint_every=3,
+                    teacher=str(teacher_path), flow_init=None))
+    model, config = load_model(out / "last.safetensors")
+    assert config.correction.update == "keyframe"
+    teacher, _ = load_model(teacher_path)
+    net, key = model.correction.net.state_dict(), teacher.backbone.state_dict()
+    assert all(torch.equal(net[k], v) for k, v in key.items() if k.startswith("encoder."))
+    assert not all(torch.equal(net[k], v) for k, v in key.items() if k.startswith("up4."))
+    assert config.correction.update_scale == 0.5 and not config.correction.update_train_encoder
