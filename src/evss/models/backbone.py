@@ -226,16 +226,19 @@ class SwiftNet(nn.Module):
     def from_config(cls, config: BackboneConfig) -> "SwiftNet":
         return cls(num_classes=config.num_classes, encoder=config.encoder, decoder_channels=config.decoder_channels)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = -(-image.shape[-2] // 4), -(-image.shape[-1] // 4)
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The decoder's output before the 1x1 logits: (N, ch, H/4, W/4)."""
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         f4, f8, f16, f32 = self.encoder(image)  # strides 4, 8, 16, 32
         x = self.spp(f32)  # (N, ch, H/32, W/32)
         x = self.up16(x, f16)  # (N, ch, H/16, W/16)
         x = self.up8(x, f8)  # (N, ch, H/8, W/8)
-        x = self.up4(x, f4)  # (N, ch, H/4, W/4)
-        logits = self.logits(x).contiguous()  # (N, C, H/4, W/4), NCHW for the rest of the model
+        return self.up4(x, f4)  # (N, ch, H/4, W/4)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = -(-image.shape[-2] // 4), -(-image.shape[-1] // 4)
+        logits = self.logits(self.features(image)).contiguous()  # (N, C, H/4, W/4), NCHW for the rest
         # TF "same" padding gives ceil(H/4) already; the check keeps the contract explicit.
         return logits if logits.shape[-2:] == (h, w) else resize(logits, (h, w))
 

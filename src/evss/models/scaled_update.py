@@ -41,7 +41,7 @@ class ScaledKeyframeUpdate(nn.Module):
         self.scale = scale
         # The encoder stays the keyframe network's unless asked: its backward pass would triple the
         # cost of a training step, and the decoder is what has to adapt to the smaller scale.
-        self.train_encoder = train_encoder
+        # (Frozen parameters and an input without gradient: autograd records nothing in it.)
         net.encoder.requires_grad_(train_encoder)
         self.num_classes = c = net.num_classes
         ch = net.config.decoder_channels
@@ -81,13 +81,8 @@ class ScaledKeyframeUpdate(nn.Module):
         h, w = image.shape[-2:]
         size = (max(32, round(h * self.scale / 32) * 32), max(32, round(w * self.scale / 32) * 32))
         small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-        net = self.net
-        if net.channels_last:
-            small = small.contiguous(memory_format=torch.channels_last)
-        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
-            f4, f8, f16, f32 = net.encoder(small)  # strides 4..32 of the small frame
-        x = net.up4(net.up8(net.up16(net.spp(f32), f16), f8), f4)  # (N, ch, hs/4, ws/4)
-        return x, net.logits(x)  # (N, ch, hs, ws), (N, C, hs, ws)
+        x = self.net.features(small)  # (N, ch, hs/4, ws/4)
+        return x, self.net.logits(x)  # (N, ch, hs/4, ws/4), (N, C, hs/4, ws/4)
 
     def forward(self, image: torch.Tensor, warped_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grid = warped_logits.shape[-2:]  # (h, w): the 1/4 grid of the full frame
