@@ -20,6 +20,7 @@ scores into the edge map M^e in [0, 1].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn as nn
@@ -30,6 +31,21 @@ from evss.models.backbone import ImageNorm
 VARIANTS = ("paper", "official")
 HEAD_INITS = ("random", "passthrough")
 UPDATES = ("conet", "keyframe")
+
+
+class Correction(Protocol):
+    """What Algorithm 1 needs of a correction network: :class:`CoNet`, or
+    :class:`~evss.models.scaled_update.ScaledKeyframeUpdate` (``correction.update = "keyframe"``)."""
+
+    num_classes: int
+
+    def __call__(self, image: torch.Tensor, warped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) frame, (N, C, h, w) F^w -> (N, C, h, w) F^u (Eq. 2), (N, 1|2, h, w) edge scores."""
+        ...
+
+    def edge_probability(self, edge_scores: torch.Tensor) -> torch.Tensor:
+        """Edge scores -> M^e in [0, 1], (N, 1, h, w)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from evss.models.backbone import prepare_inference
-from evss.models.correction import CoNet
+from evss.models.correction import Correction
 from evss.models.distortion import DistortionConfig, merge
 from evss.models.upsample import class_argmax
 from evss.models.warp import warp
@@ -34,7 +34,7 @@ class EVSSOutput:
     merged_logits: torch.Tensor  # (N, C, h, w)  F^m_i, Eq. (5)
 
 
-def rectify(*, correction: CoNet, distortion: DistortionConfig, image: torch.Tensor,
+def rectify(*, correction: Correction, distortion: DistortionConfig, image: torch.Tensor,
             warped: torch.Tensor, key_pred: torch.Tensor) -> dict[str, torch.Tensor]:
     """Lines 9-15 of Algorithm 1 for one non-keyframe; shared by training and streaming."""
     updated, edge_scores = correction(image, warped)  # (N, C, h, w), (N, 1|2, h, w)
@@ -47,11 +47,12 @@ def rectify(*, correction: CoNet, distortion: DistortionConfig, image: torch.Ten
 class EVSSNet(nn.Module):
     """(I_k, I_i) -> EVSSOutput. Parts are passed in; see ``evss.config.build_model``."""
 
-    def __init__(self, *, backbone: nn.Module, flow: nn.Module, correction: CoNet,
+    def __init__(self, *, backbone: nn.Module, flow: nn.Module, correction: Correction,
                  distortion: DistortionConfig = DistortionConfig(), freeze_flow: bool = False) -> None:
         super().__init__()
         if getattr(backbone, "num_classes", correction.num_classes) != correction.num_classes:
-            raise ValueError(f"backbone predicts {backbone.num_classes} classes, CoNet {correction.num_classes}")
+            raise ValueError(f"backbone predicts {backbone.num_classes} classes, "
+                             f"correction network {correction.num_classes}")
         self.backbone = backbone
         self.flow = flow
         self.correction = correction
