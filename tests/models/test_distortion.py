@@ -30,3 +30,12 @@ def test_bad_config_values():
         DistortionConfig(w_f=1.5)
     with pytest.raises(ValueError, match="mode"):
         DistortionConfig(mode="both")
+
+
+def test_update_mode_hands_every_pixel_to_the_updated_features():
+    c, e = torch.tensor([[[[1.0, 0.0]]]]), torch.tensor([[[[0.2, 0.6]]]])  # (1, 1, 1, 2)
+    config = DistortionConfig(mode="update")
+    m = fine_map(c, e, config)
+    assert m.tolist() == [[[[1.0, 1.0]]]]
+    w, u = torch.randn(1, 3, 1, 2), torch.randn(1, 3, 1, 2)
+    assert torch.equal(fuse(w, u, m, config), u)  # F^m = F^u, F^w left out

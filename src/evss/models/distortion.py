@@ -11,13 +11,15 @@ import torch
 
 from evss.models.upsample import class_argmax
 
-MODES = ("fine", "coarse", "edge")
+MODES = ("fine", "coarse", "edge", "update")
 
 
 @dataclass(frozen=True)
 class DistortionConfig:
     w_f: float = 0.5  # Eq. (4) weight of the coarse map; the paper's 0.5, the authors' code 0.2
-    mode: str = "fine"  # "fine" | "coarse" (Table IV "M^c only") | "edge" (Table IV "M^e only")
+    # "fine" | "coarse" (Table IV "M^c only") | "edge" (Table IV "M^e only") | "update": M^f = 1, F^m = F^u
+    # (not in the paper: the measurement that asks whether any map beats no gating; README)
+    mode: str = "fine"
     use_warped: bool = True  # False: Table IV "w/o the warped features" (F^m = M^f * F^u)
 
     def __post_init__(self) -> None:
@@ -36,7 +38,9 @@ def coarse_map(warped_logits: torch.Tensor, key_pred: torch.Tensor) -> torch.Ten
 
 
 def fine_map(coarse: torch.Tensor, edge: torch.Tensor, config: DistortionConfig) -> torch.Tensor:
-    """Eq. (4): M^f = w_f M^c + (1 - w_f) M^e, or one of the two maps alone (Table IV)."""
+    """Eq. (4): M^f = w_f M^c + (1 - w_f) M^e, one of the two maps alone (Table IV), or all ones."""
+    if config.mode == "update":
+        return torch.ones_like(edge)  # (N, 1, h, w)
     if config.mode == "coarse":
         return coarse
     if config.mode == "edge":
