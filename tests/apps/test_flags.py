@@ -79,7 +79,7 @@ def test_literal_choices_agree_with_the_library():
     from evss.cli import segment as segment_flags
     from evss.media import ON_ERROR
     from evss.media.sinks import MAP_NAMES
-    from evss.models.distortion import MODES
+    from evss.models.distortion import MAP_MODES
 
     assert segment_flags.FLOW_SOURCES == bench_flags.FLOW_SOURCES == flow_sources.FLOW_SOURCES
     assert segment_flags.LAYOUTS == visualize.LAYOUTS
@@ -88,7 +88,7 @@ def test_literal_choices_agree_with_the_library():
     assert shared_args.BACKENDS == backends.BACKENDS
     from evss import segmenter
     assert shared_args.PROPAGATIONS == segmenter.PROPAGATIONS
-    assert segment_flags.MAP_NAMES == MAP_NAMES and set(MAP_NAMES) == set(MODES)
+    assert segment_flags.MAP_NAMES == MAP_NAMES and set(MAP_NAMES) == set(MAP_MODES)
     assert segment_flags.DEFAULT_WEIGHTS == checkpoint.DEFAULT_WEIGHTS
     assert export_flags.MIN_OPSET == export_app.MIN_OPSET
     choices = {a.dest: a.choices for a in build_parser()._subparsers._group_actions[0].choices["segment"]._actions}

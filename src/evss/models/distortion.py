@@ -11,7 +11,8 @@ import torch
 
 from evss.models.upsample import class_argmax
 
-MODES = ("fine", "coarse", "edge", "update")
+MAP_MODES = ("fine", "coarse", "edge")  # one map each, as returned beside the labels
+MODES = MAP_MODES + ("update",)  # "update": no map gates F^u
 
 
 @dataclass(frozen=True)
