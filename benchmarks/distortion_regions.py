@@ -32,7 +32,6 @@ from evss.data.sources import ClipSource
 from evss.data.synthdrive import SynthDriveConfig, SynthDriveDataset
 from evss.flow_sources import make_flow_source
 from evss.metrics import confusion_matrix, mean_iou
-from evss.models.backbone import prepare_inference
 from evss.models.distortion import fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import compose_flows, warp
@@ -54,8 +53,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model, config = load_model(args.weights)
-    model.eval()
-    prepare_inference(model.backbone)
+    model.eval().prepare_inference()  # as the segmenter: BN folded in the keyframe network and the update branch
     c = config.num_classes
     flow = make_flow_source(config.flow_source, model)
     if args.data == "synthdrive":

@@ -35,7 +35,6 @@ from tqdm import tqdm
 from evss.checkpoint import load_model
 from evss.flow_sources import make_flow_source
 from evss.metrics import confusion_matrix, mean_iou
-from evss.models.backbone import prepare_inference
 from evss.models.distortion import fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import compose_flows, warp
@@ -67,8 +66,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = sorted((args.root / "val" / "images").glob("*.png"))
     model, config = load_model(args.weights)
-    model.eval()
-    prepare_inference(model.backbone)
+    model.eval().prepare_inference()  # as the segmenter: BN folded in the keyframe network and the update branch
     c = config.num_classes
     flow = make_flow_source(config.flow_source, model)
     frames = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
