@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from evss.checkpoint import load_model, load_official_model, read_official, save_model
+from evss.checkpoint import dedupe, load_model, load_official_model, read_official, save_model
 from evss.config import build_model, preset
 from evss.errors import CheckpointError
 
@@ -19,6 +19,46 @@ def test_roundtrip_fp16_rebuilds_its_own_model(tmp_path, tiny_model):
         a, b = tiny_model.backbone(x), model.backbone(x)
     assert (a - b).abs().max() < 2e-2 * a.abs().max()
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_equal_tensors_are_stored_once_and_come_back_under_both_names(tmp_path, tiny_model):
+    state = {"a": torch.arange(300.0), "b": torch.arange(300.0), "c": torch.arange(300.0).half(),
+             "d": torch.arange(300.0).reshape(10, 30), "e": torch.zeros(3), "f": torch.zeros(3),
+             "g": torch.arange(300.0) + 1}
+    kept, aliases = dedupe(state)
+    # only same dtype, shape and values; small tensors always stored
+    assert aliases == {"b": "a"} and set(kept) == {"a", "c", "d", "e", "f", "g"}
+
+    twin = build_model(preset("tiny"))
+    twin.load_state_dict(tiny_model.state_dict())
+    by_shape: dict = {}
+    for name, p in twin.named_parameters():
+        by_shape.setdefault(tuple(p.shape), []).append((name, p))
+    (src, a), (dst, b) = next(v for k, v in by_shape.items() if len(v) > 1 and v[0][1].numel() >= 256)[:2]
+    with torch.no_grad():
+        b.copy_(a)  # two tensors with equal values, as a copied frozen encoder has
+    path = save_model(tmp_path / "m.safetensors", twin, preset("tiny"), half=True)
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        assert src in f.keys() and dst not in f.keys()
+    model, _ = load_model(path)
+    for (name, x), (_, y) in zip(model.state_dict().items(), twin.state_dict().items()):
+        assert torch.equal(x, y.half().float() if y.is_floating_point() else y), name
+
+
+def test_damaged_alias_metadata_is_named(tmp_path):
+    from safetensors.torch import save_file
+    from evss.checkpoint import read_tensors
+    meta = {"format": "evss-checkpoint", "config": "{}"}
+    cases = {"missing": ('{"x": "nope"}', "'x' is stored as 'nope', which the file lacks"),
+             "both": ('{"a": "a"}', "'a' is both stored and listed as an alias"),
+             "junk": ("[1, 2", "bad 'aliases' metadata"),
+             "shape": ('["a"]', "bad 'aliases' metadata")}
+    for name, (aliases, message) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file({"a": torch.zeros(300)}, str(path), metadata={**meta, "aliases": aliases})
+        with pytest.raises(CheckpointError, match=f"{name}.safetensors.*{message}"):
+            read_tensors(path)
 
 
 def test_wrong_architecture_names_keys(tmp_path, tiny_model):

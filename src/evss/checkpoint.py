@@ -8,6 +8,7 @@ and plain containers only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import warnings
@@ -53,15 +54,71 @@ def load_weights(weights: str | Path | None, *, notice=print,
     return model, config, str(weights), True
 
 
+# Tensors at least this large that equal an earlier one are stored once (see ``dedupe``).
+ALIAS_MIN_NUMEL = 256
+
+
 def save_model(path: str | Path, model: nn.Module, config: EVSSConfig, *, half: bool = False,
                extra: Mapping[str, str] | None = None) -> Path:
     """Write ``model``'s state_dict (fp16 floats if ``half``) with its config in the metadata."""
     path = Path(path)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
              for k, v in model.state_dict().items()}
+    state, aliases = dedupe(state)
     meta = {"format": FORMAT, "version": "1", "config": json.dumps(to_dict(config)), **(extra or {})}
+    if aliases:
+        meta["aliases"] = json.dumps(aliases)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
     return path
+
+
+def dedupe(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(state without repeated tensors, {dropped key: the key holding its values}).
+
+    Why: an update branch that is a copy of the keyframe network (``ScaledKeyframeUpdate``) keeps
+    the keyframe network's frozen encoder, so a checkpoint would carry those tensors twice (7.5 of
+    the shipped ``camvid``'s 19.7 MB). A tensor is dropped only when its dtype, shape and bytes all
+    equal an earlier key's; small tensors (biases, counters) are kept so the alias list stays short.
+    """
+    first: dict[tuple, str] = {}
+    kept: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for k, v in state.items():
+        if v.numel() >= ALIAS_MIN_NUMEL:
+            raw = v.reshape(-1).view(torch.uint8)  # the bytes, whatever the dtype
+            key = (str(v.dtype), tuple(v.shape), hashlib.sha256(raw.numpy().tobytes()).hexdigest())
+            twin = first.get(key)
+            if twin is not None and torch.equal(kept[twin], v):
+                aliases[k] = twin
+                continue
+            first.setdefault(key, k)
+        kept[k] = v
+    return kept, aliases
+
+
+def read_tensors(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of an evss safetensors file, the ones stored once under two names restored."""
+    aliases_json = read_metadata(path).get("aliases")
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError ... on a damaged file
+        raise CheckpointError(f"{path}: cannot read tensors ({_one_line(exc)})") from None
+    if aliases_json is None:
+        return state
+    try:
+        aliases = json.loads(aliases_json)
+        if not isinstance(aliases, dict) or not all(isinstance(a, str) and isinstance(b, str)
+                                                    for a, b in aliases.items()):
+            raise ValueError("expected an object of key names")
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: bad 'aliases' metadata ({_one_line(exc)})") from None
+    for dst, src in aliases.items():
+        if src not in state:
+            raise CheckpointError(f"{path}: tensor {dst!r} is stored as {src!r}, which the file lacks")
+        if dst in state:
+            raise CheckpointError(f"{path}: tensor {dst!r} is both stored and listed as an alias of {src!r}")
+        state[dst] = state[src]
+    return state
 
 
 def _one_line(exc: BaseException) -> str:
@@ -100,10 +157,7 @@ def load_model(name_or_path: str | Path, *, map_location: str | torch.device = "
     except (ValueError, RecursionError, ConfigError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: bad embedded config: {_one_line(exc)}") from None
     model = build_model(config)
-    try:
-        state = load_file(str(path), device=str(map_location))
-    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError ... on a damaged file
-        raise CheckpointError(f"{path}: cannot read tensors ({_one_line(exc)})") from None
+    state = read_tensors(path, map_location=map_location)
     load_state_checked(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path))
     return model.eval(), config
 

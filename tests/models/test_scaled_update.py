@@ -75,6 +75,12 @@ def test_config_checks():
 def test_checkpoint_round_trip_and_streaming(tmp_path, model):
     path = tmp_path / "ku.safetensors"
     save_model(path, model, _config())
+    # The update branch's frozen encoder is the keyframe network's: stored once, named twice.
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        stored = set(f.keys())
+    encoder = [k for k in model.state_dict() if k.startswith("correction.net.encoder.")]
+    assert encoder and not any(k in stored for k in encoder if model.state_dict()[k].numel() >= 256)
     loaded, config = load_model(path)
     assert config.correction.update == "keyframe" and config.correction.update_scale == 0.5
     assert isinstance(loaded.correction, ScaledKeyframeUpdate)

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
 
 from evss import checkpoint
 from evss.config import EVSSConfig
@@ -134,10 +133,7 @@ def load_training_state(out_dir: Path, *, model: nn.Module, config: TrainConfig,
         if meta_step != str(step):
             raise CheckpointError(f"{model_path} is from step {meta_step} but {state_path} from step {step} "
                                   "(interrupted while checkpointing?)")
-        try:
-            weights, source = load_file(str(model_path)), str(model_path)
-        except Exception as exc:  # noqa: BLE001 - a damaged file
-            raise CheckpointError(f"{model_path}: cannot read tensors ({exc})") from None
+        weights, source = checkpoint.read_tensors(model_path), str(model_path)
     checkpoint.load_state_checked(model, weights, source)
     try:
         optimizer.load_state_dict(state["optimizer"])
