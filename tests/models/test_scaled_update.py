@@ -63,6 +63,25 @@ def test_init_from_copies_the_keyframe_network_and_training_keeps_its_statistics
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
+def test_prepare_inference_folds_every_batchnorm_and_keeps_the_outputs():
+    torch.manual_seed(1)
+    m = build_model(_config())
+    m.correction.init_from(m.backbone)
+    for bn in m.correction.modules():  # non-trivial statistics, or folding would change nothing
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    m.eval()
+    image, warped = torch.rand(1, 3, 64, 96), torch.randn(1, 11, 16, 24)
+    with torch.no_grad():
+        before = m.correction(image, warped)
+        m.prepare_inference()
+        after = m.correction(image, warped)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.correction.modules())
+    for a, b in zip(before, after):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
 def test_config_checks():
     with pytest.raises(ConfigError, match="swiftnet"):
         build_model(apply_overrides(preset("light"), {"correction.update": "keyframe"}))

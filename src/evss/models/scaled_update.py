@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from evss.models._layers import ConvNormAct, resize
 from evss.models.backbone import SwiftNet, prepare_inference
+from evss.models.efficientnet import fold_batchnorm
 
 FEATURE_CHANNELS = 32  # the scaled network's decoder features, projected before upsampling
 
@@ -73,8 +74,10 @@ class ScaledKeyframeUpdate(nn.Module):
         return self
 
     def prepare_inference(self) -> None:
-        """BN folded and NHWC in the inner network, as the segmenter does for the keyframe network."""
+        """BN folded and NHWC in the inner network, as the segmenter does for the keyframe network;
+        the heads' BN folded too (they run on the full 1/4 grid of every non-keyframe)."""
         prepare_inference(self.net.eval())
+        fold_batchnorm(self.eval())
 
     def _scaled(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keyframe network on the resized frame: decoder features and logits at its 1/4 grid."""
