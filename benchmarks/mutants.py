@@ -57,8 +57,12 @@ MUTANTS: tuple[Mutant, ...] = (
       "src/evss/models/warp.py", (("step + warp(earlier, step)", "step + earlier"),),
       ("tests/test_segmenter.py", "tests/models/test_warp.py")),
     M("P_k <- P_i never updated (Alg. 1 line 19)", "src/evss/segmenter.py",
-      (('        if self.config.coarse_reference == "previous":\n            self._pred = pred\n', ""),),
+      (('        if (self.config.coarse_reference or self.model.distortion.coarse_reference) == "previous":\n'
+        '            self._pred = pred\n', ""),),
       ("tests/test_segmenter.py",)),
+    M("the weights' coarse reference ignored (P_k always updated)", "src/evss/segmenter.py",
+      (("(self.config.coarse_reference or self.model.distortion.coarse_reference)",
+        "(self.config.coarse_reference or \"previous\")"),), ("tests/test_segmenter.py",)),
     M("I_k <- I_i never updated (Alg. 1 line 20)", "src/evss/segmenter.py",
       (("        self._image = image  # line 20: I_k <- I_i\n", ""),), ("tests/test_segmenter.py",)),
     M("fusion skipped: the warped features are the output", "src/evss/segmenter.py",

@@ -7,6 +7,7 @@
 #   MODE=evss REASON="..." recipes/ship_weights.sh BACKBONE.safetensors EVSS.safetensors "RECIPE NOTE" [OUT]
 #   (OUT: src/evss/weights/camvid.safetensors by default; synthdrive_light.safetensors for the demo's)
 #   W_F=0.2 (optional): Eq. (4)'s w_f, chosen on validation data (for synthdrive_light: clips of seed 500)
+#   COARSE_REF=keyframe (optional): what Eq. (3) compares with when streaming (previous | keyframe), chosen so too
 set -euo pipefail
 BACKBONE=${1:?usage: MODE=... REASON=... $0 BACKBONE.safetensors EVSS.safetensors NOTE [OUT]}
 EVSS=${2:?}
@@ -14,10 +15,10 @@ NOTE=${3:?}
 OUT=${4:-src/evss/weights/camvid.safetensors}
 MODE=${MODE:?set MODE (warp_only, evss or per_frame)}
 REASON=${REASON:?set REASON: why MODE is the default (the measurement)}
-python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" "${W_F:-}" <<'PY'
+python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" "${W_F:-}" "${COARSE_REF:-}" <<'PY'
 import dataclasses, sys
 from evss.checkpoint import load_model, save_model
-backbone_ckpt, evss_ckpt, note, out, mode, reason, w_f = sys.argv[1:]
+backbone_ckpt, evss_ckpt, note, out, mode, reason, w_f, coarse_ref = sys.argv[1:]
 from evss.config import build_model
 trained, config = load_model(evss_ckpt)
 source, source_config = load_model(backbone_ckpt)
@@ -30,6 +31,8 @@ model.flow.load_state_dict(trained.flow.state_dict())
 model.correction.load_state_dict(trained.correction.state_dict())
 if w_f:
     config = dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=float(w_f)))
+if coarse_ref:
+    config = dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, coarse_reference=coarse_ref))
 save_model(out, model, config, half=True, extra={"recipe": note, "default_mode_reason": reason})
 print(f"wrote {out}")
 PY

@@ -57,6 +57,25 @@ def test_streaming_equals_algorithm1_reference(tiny_model, synth_clip, case, pro
             assert (other[i]["labels"] != ref[i]["labels"]).mean() > 0.01, (wrong, i)
 
 
+def test_the_weights_choose_the_coarse_reference_and_the_segmenter_may_override(tiny_model, synth_clip):
+    import dataclasses
+    frames = list(synth_clip.frames)
+    saved = tiny_model.distortion
+    try:
+        tiny_model.distortion = dataclasses.replace(saved, coarse_reference="keyframe")
+        runs = {ref: [r.labels for r in VideoSegmenter(tiny_model, config=SegmenterConfig(
+            keyframe_interval=4, coarse_reference=ref)).segment(frames)] for ref in (None, "previous")}
+        keep = algorithm1_reference(tiny_model, frames, 4, propagate="composed", update_pred=False)
+        update = algorithm1_reference(tiny_model, frames, 4, propagate="composed")
+    finally:
+        tiny_model.distortion = saved
+    assert all(np.array_equal(a, r["labels"]) for a, r in zip(runs[None], keep))  # the weights' "keyframe"
+    assert all(np.array_equal(a, r["labels"]) for a, r in zip(runs["previous"], update))  # the override
+    assert any((a != b).mean() > 0.01 for a, b in zip(runs[None], runs["previous"]))
+    with pytest.raises(EvssError, match="coarse_reference 'key'"):
+        SegmenterConfig(coarse_reference="key")
+
+
 def test_warp_only_carries_labels_along_the_true_flow(tiny_model):
     """A 4-pixel pan with its true flow: each frame's labels are the keyframe's, shifted 4 px per frame."""
     frames = panning_clip(4, 64, 128)

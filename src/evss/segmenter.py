@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
-from evss.models.distortion import coarse_map, fine_map, fuse, merge
+from evss.models.distortion import COARSE_REFERENCES, coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
 from evss.models.upsample import class_argmax, labels_from_quarter, upsample4
@@ -46,8 +46,9 @@ class SegmenterConfig:
     keyframe_interval: int = 5  # a keyframe every n frames (n = 1: every frame is a keyframe)
     pad_multiple: int = 32  # frames are edge-padded to a multiple of this, predictions cropped back
     # Algorithm 1 line 19 updates P_k <- P_i ("previous"); the authors' test script compares with
-    # the keyframe's own prediction after several warps ("keyframe"), reference §11.
-    coarse_reference: str = "previous"
+    # the keyframe's own prediction after several warps ("keyframe"), reference §11. None: the
+    # weights' own choice (DistortionConfig.coarse_reference).
+    coarse_reference: str | None = None
     # "quarter": fuse at the 1/4 grid and upsample the merged logits (Sec. III); "full": upsample
     # every part first and fuse at full resolution, as the authors' test script does.
     merge_resolution: str = "quarter"
@@ -65,8 +66,8 @@ class SegmenterConfig:
             raise EvssError(f"keyframe interval must be >= 1, got {self.keyframe_interval}")
         if self.pad_multiple < 1:
             raise EvssError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
-        if self.coarse_reference not in ("previous", "keyframe"):
-            raise EvssError(f"coarse_reference {self.coarse_reference!r} is not 'previous' or 'keyframe'")
+        if self.coarse_reference not in (None,) + COARSE_REFERENCES:
+            raise EvssError(f"coarse_reference {self.coarse_reference!r} is not one of {COARSE_REFERENCES}")
         if self.labels not in ("fast", "exact"):
             raise EvssError(f"labels {self.labels!r} is not 'fast' or 'exact'")
         if self.merge_resolution not in ("quarter", "full"):
@@ -253,7 +254,7 @@ class VideoSegmenter:
         else:
             labels, pred, maps, full_maps = self._full_resolution_merge(image, warped, key_pred)
         # Line 19: P_k <- P_i (lines 18 and 20 ran in _propagate: the *warped* features propagate).
-        if self.config.coarse_reference == "previous":
+        if (self.config.coarse_reference or self.model.distortion.coarse_reference) == "previous":
             self._pred = pred
         res = FrameResult(index=self._index, labels=labels, is_keyframe=False, seconds=0.0)
         if self.return_maps or not isinstance(self.policy, FixedInterval):

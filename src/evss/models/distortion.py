@@ -13,6 +13,7 @@ from evss.models.upsample import class_argmax
 
 MAP_MODES = ("fine", "coarse", "edge")  # one map each, as returned beside the labels
 MODES = MAP_MODES + ("update",)  # "update": no map gates F^u
+COARSE_REFERENCES = ("previous", "keyframe")  # what Eq. (3) compares the warped prediction with
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,17 @@ class DistortionConfig:
     # (not in the paper: the measurement that asks whether any map beats no gating; README)
     mode: str = "fine"
     use_warped: bool = True  # False: Table IV "w/o the warped features" (F^m = M^f * F^u)
+    # P_k of Eq. (3) when streaming: "previous" follows Algorithm 1 line 19 (P_k <- P_i, the last
+    # frame's output); "keyframe" keeps the keyframe's own prediction, as Eq. (3) is written, as
+    # training pairs (k, i) compute it, and as the authors' test script does. Chosen per weights on
+    # validation data (README); a segmenter may override it.
+    coarse_reference: str = "previous"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"distortion mode {self.mode!r} is not one of {MODES}")
+        if self.coarse_reference not in COARSE_REFERENCES:
+            raise ValueError(f"coarse_reference {self.coarse_reference!r} is not one of {COARSE_REFERENCES}")
         if not 0.0 <= self.w_f <= 1.0:
             raise ValueError(f"w_f must lie in [0, 1], got {self.w_f}")
 
