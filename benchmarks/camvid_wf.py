@@ -1,6 +1,6 @@
 """Eq. (4)'s w_f for the `camvid` weights, chosen on the dash-cam clips (no labels), not the val clip.
 
-    python benchmarks/camvid_wf.py --weights camvid --threads 2
+    python benchmarks/camvid_wf.py --weights camvid --threads 2   # from the project root
 
 Each clip streams through ``VideoSegmenter`` (EVSS, the weights' flow, fixed keyframe interval) once
 per w_f (and per ``--modes`` and ``--coarse-references``); every non-keyframe's labels are scored against the keyframe network's own per-frame
@@ -57,6 +57,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, config = load_model(args.weights)
     clips = {}
+    if not sorted(args.videos.glob("*.mp4")):
+        raise SystemExit(f"camvid_wf: no .mp4 clips in {args.videos} (--videos; paths are relative to the current "
+                         "directory)")
     for clip in sorted(args.videos.glob("*.mp4")):
         frames = list(read_video_frames(clip)[0][: args.frames])
         per_frame = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))

@@ -38,6 +38,9 @@ def tensors(frames: list[np.ndarray]) -> list[torch.Tensor]:
 def camvid_val(root: Path, num_classes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The CamVid val clip: RGB frames and labels (void and ids >= num_classes ignored as 255)."""
     names = sorted((root / "val" / "images").glob("*.png"))
+    if not names:
+        raise SystemExit(f"no CamVid val frames in {root / 'val' / 'images'} (--camvid; paths are relative to the "
+                         "current directory)")
     frames = [np.asarray(Image.open(f).convert("RGB")) for f in names]
     labels = [np.asarray(Image.open(root / "val" / "labels" / f.name)).copy() for f in names]
     for label in labels:
