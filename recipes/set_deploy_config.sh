@@ -15,15 +15,19 @@ from pathlib import Path
 import torch
 from evss.checkpoint import load_model, read_metadata, read_tensors, save_model
 from evss.config import apply_overrides, parse_override
+from evss.errors import EvssError
 path, items = Path(sys.argv[1]), sys.argv[2:]
-overrides = dict(parse_override(i) for i in items)
-bad = [k for k in overrides if not k.startswith("distortion.")]
-if bad:
-    sys.exit(f"set_deploy_config: only distortion.* can change here, not {', '.join(bad)}")
-meta = read_metadata(path)
-model, config = load_model(path)
-before = read_tensors(path)
-config = apply_overrides(config, overrides)
+try:
+    overrides = dict(parse_override(i) for i in items)
+    bad = [k for k in overrides if not k.startswith("distortion.")]
+    if bad:
+        sys.exit(f"set_deploy_config: only distortion.* can change here, not {', '.join(bad)}")
+    meta = read_metadata(path)
+    model, config = load_model(path)
+    before = read_tensors(path)
+    config = apply_overrides(config, overrides)
+except EvssError as exc:
+    sys.exit(f"set_deploy_config: {exc}")
 model.distortion = config.distortion
 extra = {k: v for k, v in meta.items() if k not in ("format", "version", "config", "aliases")}
 extra["recipe"] = extra.get("recipe", "") + f"\nthen: recipes/set_deploy_config.sh {' '.join(items)}"
