@@ -32,7 +32,7 @@ from evss.data.sources import ClipSource
 from evss.data.synthdrive import SynthDriveConfig, SynthDriveDataset
 from evss.flow_sources import make_flow_source
 from evss.metrics import confusion_matrix, mean_iou
-from evss.models.distortion import fine_map, fuse
+from evss.models.distortion import coarse_map, fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import compose_flows, warp
 from evss.segmenter import pad_to_multiple, to_tensor
@@ -81,7 +81,7 @@ def main() -> None:
                     for j in range(t - d + 1, t + 1):
                         acc = compose_flows(acc, steps[j])
                     fw = warp(feats[t - d], acc)  # (1, C, h4, w4) Eq. (1)
-                    coarse = (class_argmax(fw) != class_argmax(feats[t - d]))[:, None].float()  # Eq. (3)
+                    coarse = coarse_map(fw, class_argmax(feats[t - d]))  # (1, 1, h4, w4) Eq. (3), against the keyframe
                     updated, edge_scores = model.correction(frames[t], fw)  # (1, C, h4, w4) F^u
                     edge = model.correction.edge_probability(edge_scores)  # (1, 1, h4, w4) M^e
                     fused = [fuse(fw, updated, m, config.distortion)  # Eq. (5) under each map

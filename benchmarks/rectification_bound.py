@@ -35,7 +35,7 @@ from tqdm import tqdm
 from evss.checkpoint import load_model
 from evss.flow_sources import make_flow_source
 from evss.metrics import confusion_matrix, mean_iou
-from evss.models.distortion import fine_map, fuse
+from evss.models.distortion import coarse_map, fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import compose_flows, warp
 from evss.segmenter import pad_to_multiple
@@ -85,6 +85,9 @@ def main() -> None:
         own = [model.backbone(x) for x in tqdm(padded, desc="keyframe network", leave=False)]  # (1, C, h4, w4)
         small = [downscaled_logits(model.backbone, f, args.low_scale, own[0].shape[-2:])
                  for f in tqdm(frames, desc=f"keyframe network at {args.low_scale:g}x", leave=False)]
+        # O_{t->t-1} of every frame pair, once: each is composed into d of the O_{t->t-d} below
+        steps = [None] + [flow(padded[t - 1], padded[t]) for t in tqdm(range(1, len(frames)), desc="flow",
+                                                                          leave=False)]  # (1, 2, h4, w4)
         results = {}
         for d in args.intervals:
             cms = {r: np.zeros((c, c), np.int64) for r in rows}
@@ -94,11 +97,10 @@ def main() -> None:
                 key_pred = class_argmax(key)  # (1, h4, w4) P_k
                 acc = None  # O_{t->t-d}: the frame-to-frame flows composed, as the segmenter propagates
                 for j in range(t - d + 1, t + 1):
-                    step = flow(padded[j - 1], padded[j])  # (1, 2, h4, w4)
-                    acc = compose_flows(acc, step)
+                    acc = compose_flows(acc, steps[j])
                 fw = warp(key, acc)  # (1, C, h4, w4) Eq. (1)
                 oracle = own[t]
-                coarse = (class_argmax(fw) != key_pred)[:, None].float()  # (1, 1, h4, w4) Eq. (3)
+                coarse = coarse_map(fw, key_pred)  # (1, 1, h4, w4) Eq. (3)
                 updated, edge_scores = model.correction(padded[t], fw)  # (1, C, h4, w4) F^u
                 edge = model.correction.edge_probability(edge_scores)  # (1, 1, h4, w4) M^e
                 gt = torch.from_numpy(labels[t]).float()[None, None]

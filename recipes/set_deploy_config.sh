@@ -28,7 +28,6 @@ try:
     config = apply_overrides(config, overrides)
 except EvssError as exc:
     sys.exit(f"set_deploy_config: {exc}")
-model.distortion = config.distortion
 extra = {k: v for k, v in meta.items() if k not in ("format", "version", "config", "aliases")}
 extra["recipe"] = extra.get("recipe", "") + f"\nthen: recipes/set_deploy_config.sh {' '.join(items)}"
 tmp = path.with_name(path.name + ".new")
