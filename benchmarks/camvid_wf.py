@@ -3,7 +3,7 @@
     python benchmarks/camvid_wf.py --weights camvid --threads 2   # from the project root
 
 Each clip streams through ``VideoSegmenter`` (EVSS, the weights' flow, fixed keyframe interval) once
-per w_f (and per ``--modes`` and ``--coarse-references``); every non-keyframe's labels are scored against the keyframe network's own per-frame
+per w_f (and per ``--modes``, ``--coarse-references`` and ``--combines``); every non-keyframe's labels are scored against the keyframe network's own per-frame
 labels (agreement mIoU, as ``benchmarks/dis_presets.py`` and ``benchmarks/propagation.py`` do).
 Warp-only is printed for reference. Also: the same on the CamVid val clip against its labels (a
 check, looked at after the choice).
@@ -24,7 +24,7 @@ from evss.checkpoint import load_model
 from evss.flow_sources import make_flow_source
 from evss.media import read_video_frames
 from evss.metrics import ConfusionMatrix
-from evss.models.distortion import COARSE_REFERENCES, MODES
+from evss.models.distortion import COARSE_REFERENCES, COMBINES, MODES
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 
 
@@ -52,6 +52,8 @@ def main() -> None:
                    help="distortion modes to score as well, at the weights' own w_f (e.g. update: F^u everywhere)")
     p.add_argument("--coarse-references", nargs="*", default=[], choices=COARSE_REFERENCES,
                    help="what Eq. (3) compares with, scored as well at the weights' own w_f and mode")
+    p.add_argument("--combines", nargs="*", default=[], choices=COMBINES,
+                   help="how the fine map joins the two maps, scored as well at the weights' other settings")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,7 +74,9 @@ def main() -> None:
             config.distortion, mode=m))) for m in args.modes] + [
         (f"EVSS, coarse map against the {r} prediction", "evss", dataclasses.replace(
             config, distortion=dataclasses.replace(config.distortion, coarse_reference=r)))
-        for r in args.coarse_references]
+        for r in args.coarse_references] + [
+        (f"EVSS, maps joined by {c}", "evss", dataclasses.replace(
+            config, distortion=dataclasses.replace(config.distortion, combine=c))) for c in args.combines]
     heads = [f"{c} k={k}" for c in clips for k in args.intervals]
     print(f"weights {args.weights}, flow {config.flow_source}, agreement with the per-frame labels on the dash-cam "
           f"clips ({args.frames} frames), streaming at fixed keyframe intervals; non-keyframes scored")

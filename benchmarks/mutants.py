@@ -75,6 +75,8 @@ MUTANTS: tuple[Mutant, ...] = (
     # ---- warp and distortion maps (Eqs. 1, 3-5) -------------------------------------------------------
     M("flipped warp direction (pos = grid - flow)", "src/evss/models/warp.py",
       (("+ flow  # (N, 2, H, W)", "- flow  # (N, 2, H, W)"),), ("tests/models/test_warp.py", "tests/test_segmenter.py")),
+    M("the max combine falls back to Eq. 4's weighted sum", "src/evss/models/distortion.py",
+      (('if config.combine == "max":', 'if config.combine == "union":'),), ("tests/models/test_distortion.py",)),
     M("Eq. 4 with w_f and 1 - w_f swapped", "src/evss/models/distortion.py",
       (("return config.w_f * coarse + (1.0 - config.w_f) * edge", "return (1.0 - config.w_f) * coarse + config.w_f * edge"),),
       ("tests/models/test_distortion.py",)),

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
-from evss.segmenter import SegmenterConfig, VideoSegmenter
+from evss.segmenter import SegmenterConfig, VideoSegmenter, to_tensor
 
 from conftest import algorithm1_reference, pan_flow, panning_clip
 
@@ -21,6 +21,15 @@ def test_issue_example_20_frames_270x480(tiny_model):
     assert len(out) == 20
     assert all(r.labels.shape == (270, 480) and r.labels.dtype == np.uint8 for r in out)
     assert [r.is_keyframe for r in out] == [i % 5 == 0 for i in range(20)]
+
+
+def test_a_read_only_frame_is_taken_as_is_and_left_untouched():
+    frame = _clip(1, 6, 10)[0]
+    read_only = frame.copy()
+    read_only.setflags(write=False)  # as a decoded or memory-mapped frame comes
+    t = to_tensor(read_only, torch.device("cpu"), torch.float32)  # (1, 3, 6, 10)
+    assert torch.equal(t, to_tensor(frame, torch.device("cpu"), torch.float32))
+    assert np.array_equal(read_only, frame) and not read_only.flags.writeable
 
 
 def _frames(case, synth_clip):

@@ -108,7 +108,10 @@ def to_tensor(frame: np.ndarray | torch.Tensor, device: torch.device, dtype: tor
     if isinstance(frame, np.ndarray):
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise EvssError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).to(device=device, dtype=dtype) / 255.0
+        # np.require copies only a strided or read-only frame (a decoded or memory-mapped one): torch
+        # warns on read-only arrays even though the division below makes a new tensor.
+        frame = np.require(frame, requirements=("C", "W"))
+        t = torch.from_numpy(frame).permute(2, 0, 1).to(device=device, dtype=dtype) / 255.0  # (3, H, W)
     else:
         if frame.dim() != 3 or frame.shape[0] != 3:
             raise EvssError(f"expected a (3, H, W) float frame in [0, 1], got {tuple(frame.shape)}")

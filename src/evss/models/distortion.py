@@ -14,6 +14,7 @@ from evss.models.upsample import class_argmax
 MAP_MODES = ("fine", "coarse", "edge")  # one map each, as returned beside the labels
 MODES = MAP_MODES + ("update",)  # "update": no map gates F^u
 COARSE_REFERENCES = ("previous", "keyframe")  # what Eq. (3) compares the warped prediction with
+COMBINES = ("weighted", "max")  # how "fine" joins M^c and M^e (Eq. (4) is "weighted")
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,20 @@ class DistortionConfig:
     # training pairs (k, i) compute it, and as the authors' test script does. Chosen per weights on
     # validation data (README); a segmenter may override it.
     coarse_reference: str = "previous"
+    # How the fine map joins the two maps. "weighted" is Eq. (4) (and then M^f < M^e wherever M^c = 0,
+    # so the fine map can hand F^u fewer pixels than the edge map alone); "max" (max(M^c, M^e), which
+    # for the binary M^c equals the noisy-or 1 - (1 - M^c)(1 - M^e)) calls a pixel distorted when
+    # either map does and ignores w_f. Not in the paper: a measured alternative, chosen per weights on
+    # validation data (README).
+    combine: str = "weighted"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"distortion mode {self.mode!r} is not one of {MODES}")
         if self.coarse_reference not in COARSE_REFERENCES:
             raise ValueError(f"coarse_reference {self.coarse_reference!r} is not one of {COARSE_REFERENCES}")
+        if self.combine not in COMBINES:
+            raise ValueError(f"distortion combine {self.combine!r} is not one of {COMBINES}")
         if not 0.0 <= self.w_f <= 1.0:
             raise ValueError(f"w_f must lie in [0, 1], got {self.w_f}")
 
@@ -47,14 +56,17 @@ def coarse_map(warped_logits: torch.Tensor, key_pred: torch.Tensor) -> torch.Ten
 
 
 def fine_map(coarse: torch.Tensor, edge: torch.Tensor, config: DistortionConfig) -> torch.Tensor:
-    """Eq. (4): M^f = w_f M^c + (1 - w_f) M^e, one of the two maps alone (Table IV), or all ones."""
+    """Eq. (4): M^f = w_f M^c + (1 - w_f) M^e (or the union of the two, ``config.combine``), one of
+    the two maps alone (Table IV), or all ones."""
     if config.mode == "update":
         return torch.ones_like(edge)  # (N, 1, h, w)
     if config.mode == "coarse":
         return coarse
     if config.mode == "edge":
         return edge
-    return config.w_f * coarse + (1.0 - config.w_f) * edge
+    if config.combine == "max":
+        return torch.maximum(coarse, edge)  # (N, 1, h, w)
+    return config.w_f * coarse + (1.0 - config.w_f) * edge  # (N, 1, h, w) Eq. (4)
 
 
 def fuse(warped: torch.Tensor, updated: torch.Tensor, fine: torch.Tensor, config: DistortionConfig) -> torch.Tensor:
