@@ -8,6 +8,7 @@
 #   (OUT: src/evss/weights/camvid.safetensors by default; synthdrive_light.safetensors for the demo's)
 #   W_F=0.2 (optional): Eq. (4)'s w_f, chosen on validation data (for synthdrive_light: clips of seed 500)
 #   COARSE_REF=keyframe (optional): what Eq. (3) compares with when streaming (previous | keyframe), chosen so too
+#   other distortion.* settings (e.g. combine=max): recipes/set_deploy_config.sh on the file written here
 set -euo pipefail
 BACKBONE=${1:?usage: MODE=... REASON=... $0 BACKBONE.safetensors EVSS.safetensors NOTE [OUT]}
 EVSS=${2:?}
