@@ -240,7 +240,8 @@ def algorithm1_reference(model, frames, interval: int, *, flow=None, propagate: 
     ``labels`` and ``warped`` (the argmax of F^w, both at input resolution, uint8) and the 1/4-grid
     ``coarse`` map. ``propagate="warped"`` is line 18 as written (the segmenter's "chained");
     ``propagate="composed"`` warps F^b_k once along the frame-to-frame flows composed back to the
-    keyframe. ``propagate="keyframe"`` and ``update_pred=False`` compute two wrong variants
+    keyframe; ``propagate="merged"`` carries F^m instead of F^w (the segmenter's "merged", not in
+    the paper). ``propagate="keyframe"`` and ``update_pred=False`` compute two wrong variants
     (the keyframe's features warped again and again; P_k never updated) so that a test can show it
     would see them.
     """
@@ -272,6 +273,8 @@ def algorithm1_reference(model, frames, interval: int, *, flow=None, propagate: 
             out.append({"labels": label(fm), "warped": label(fw), "coarse": mc[0, 0].numpy()})  # lines 16-17
             if propagate == "warped":
                 feat = fw  # line 18: F_k <- F^w
+            elif propagate == "merged":
+                feat = fm  # not in the paper: F_k <- F^m
             if update_pred:
                 pred = fm.argmax(1)  # line 19: P_k <- P_i
             key_img = img  # line 20: I_k <- I_i

@@ -66,6 +66,23 @@ def test_streaming_equals_algorithm1_reference(tiny_model, synth_clip, case, pro
             assert (other[i]["labels"] != ref[i]["labels"]).mean() > 0.01, (wrong, i)
 
 
+@pytest.mark.parametrize("merge_resolution", ["quarter", "full"])
+def test_merged_propagation_carries_the_merged_features(tiny_model, synth_clip, merge_resolution):
+    frames, flow = _frames("synthdrive", synth_clip)
+    config = SegmenterConfig(keyframe_interval=4, propagation="merged", merge_resolution=merge_resolution)
+    got = list(VideoSegmenter(tiny_model, config=config, flow=flow, return_maps=True).segment(frames))
+    chained = algorithm1_reference(tiny_model, frames, 4, flow=flow, propagate="warped")
+    if merge_resolution == "quarter":  # the reference fuses on the 1/4 grid
+        ref = algorithm1_reference(tiny_model, frames, 4, flow=flow, propagate="merged")
+        for i, (g, r) in enumerate(zip(got, ref)):
+            assert np.array_equal(g.labels, r["labels"]), i
+            assert np.array_equal(g.warped_labels, r["warped"]), i
+    for i in (0, 1, 4, 5):  # keyframes and the first non-keyframes: nothing carried yet
+        assert np.array_equal(got[i].warped_labels, chained[i]["warped"]), i
+    for i in (2, 3, 6, 7):  # later ones warp the previous F^m, not F^w
+        assert (got[i].warped_labels != chained[i]["warped"]).mean() > 0.01, i
+
+
 def test_the_weights_choose_the_coarse_reference_and_the_segmenter_may_override(tiny_model, synth_clip):
     import dataclasses
     frames = list(synth_clip.frames)

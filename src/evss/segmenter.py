@@ -16,7 +16,9 @@ resampled bilinearly d times and blurs. ``"composed"`` (the default) composes th
 flows into O_{i->k} and warps the keyframe's own features once; both read the same flows, and
 composing costs one more warp per frame, of a 2-channel field. At d = 1 they agree exactly.
 ``benchmarks/propagation.py`` measured composed above chained on both dash-cam clips (agreement
-with the per-frame labels) and on the CamVid val clip.
+with the per-frame labels) and on the CamVid val clip. ``"merged"`` (not in the paper) chains like
+``"chained"`` but carries the previous frame's merged features F^m, so a correction made at one
+frame is not made afresh, and differently, at the next (a measurement of temporal consistency).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from evss.models.upsample import class_argmax, labels_from_quarter, upsample4
 from evss.models.warp import compose_flows, warp
 
 MODES = ("evss", "warp_only", "per_frame")
-PROPAGATIONS = ("composed", "chained")
+PROPAGATIONS = ("composed", "chained", "merged")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class SegmenterConfig:
     # labels up to float ties, evss.models.upsample); "exact": upsample every channel, then argmax.
     labels: str = "fast"
     # "composed": warp F^b_k once along the composed flow O_{i->k}; "chained": warp the previous
-    # frame's F^w (Algorithm 1 line 18 as written). See the module docstring.
+    # frame's F^w (Algorithm 1 line 18 as written); "merged" (not in the paper): warp the previous
+    # frame's F^m, so CoNet's corrections carry on to the next frame. See the module docstring.
     propagation: str = "composed"
 
     def __post_init__(self) -> None:
@@ -231,8 +234,8 @@ class VideoSegmenter:
         """Line 8, Eq. (1): F^w_i, the keyframe's features brought to this frame; lines 18 and 20."""
         flow = self.flow(self._image, image)  # (1, 2, h, w)  O_{i->i-1}
         self._image = image  # line 20: I_k <- I_i
-        if self.config.propagation == "chained":
-            self._feat = warp(self._feat, flow)  # (1, C, h, w)  line 18: F_k <- F^w_i
+        if self.config.propagation in ("chained", "merged"):
+            self._feat = warp(self._feat, flow)  # (1, C, h, w)  line 18: F_k <- F^w_i (F^m: below)
             return self._feat
         self._flow = compose_flows(self._flow, flow)  # (1, 2, h, w)  O_{i->k}
         return warp(self._feat, self._flow)  # (1, C, h, w)
@@ -249,13 +252,15 @@ class VideoSegmenter:
         if self.config.merge_resolution == "quarter":
             parts = rectify(correction=self.model.correction, distortion=self.model.distortion,
                             image=image, warped=warped, key_pred=key_pred)  # lines 9-15
-            merged = parts["merged_logits"]
+            merged = parts["merged_logits"]  # (1, C, h, w)
             labels = self._labels(merged)  # lines 16-17
             pred = class_argmax(merged)  # (1, h, w)  P_i
             maps = {k: parts[f"{k}_map"] for k in ("coarse", "edge", "fine")}
             full_maps = None
         else:
-            labels, pred, maps, full_maps = self._full_resolution_merge(image, warped, key_pred)
+            labels, pred, maps, full_maps, merged = self._full_resolution_merge(image, warped, key_pred)
+        if self.config.propagation == "merged":
+            self._feat = merged  # (1, C, h, w)  F_k <- F^m_i instead of line 18's F^w_i
         # Line 19: P_k <- P_i (lines 18 and 20 ran in _propagate: the *warped* features propagate).
         if (self.config.coarse_reference or self.model.distortion.coarse_reference) == "previous":
             self._pred = pred
@@ -286,4 +291,4 @@ class VideoSegmenter:
         maps = {"coarse": coarse, "edge": correction.edge_probability(edge_scores), "fine": q_fine}
         full = {"coarse": coarse_up[0, 0].float().cpu().numpy(), "edge": edge[0, 0].float().cpu().numpy(),
                 "fine": fine[0, 0].float().cpu().numpy()} if self.return_maps else None
-        return labels, pred, maps, full
+        return labels, pred, maps, full, q_merged

@@ -61,4 +61,4 @@ def int_list(text: str) -> tuple[int, ...]:
 # must not import torch.
 BACKENDS = ("torch", "onnxruntime")
 # Literal copy of evss.segmenter.PROPAGATIONS (checked by the same test).
-PROPAGATIONS = ("composed", "chained")
+PROPAGATIONS = ("composed", "chained", "merged")

@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "official_test=segmenter.coarse_reference=keyframe")
     p.add_argument("--propagation", choices=PROPAGATIONS, default="composed",
                    help="composed (default): warp the keyframe's features once along the composed flow; "
-                        "chained: warp the previous frame's warped features again (Algorithm 1 line 18)")
+                        "chained: warp the previous frame's warped features again (Algorithm 1 line 18); "
+                        "merged: warp the previous frame's merged features F^m (not in the paper)")
     p.add_argument("--flow-sources", default="", metavar="NAME[,NAME]",
                    help="also run warp_only and evss with these flow sources instead of the learned FlowNet "
                         "(dis: OpenCV DIS), as rows NAME[dis]")
