@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="composed (default): warp the keyframe's features once along the frame-to-frame flows "
                         "composed back to it; chained: warp the previous frame's warped features again, as "
                         "Algorithm 1 line 18 is written (blurs with every bilinear resample); merged: warp the previous "
-                        "frame's merged features F^m (not in the paper: corrections carry on)")
+                        "frame's merged features F^m (not in the paper; an ablation of line 18, far less accurate: README)")
     m.add_argument("--adaptive", action="store_true",
                    help="start keyframes when the fine distortion map says propagation degraded; "
                         "--keyframe-interval is then unused and --max-interval bounds the gap")
