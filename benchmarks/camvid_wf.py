@@ -12,7 +12,6 @@ check, looked at after the choice).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from dis_presets import camvid_val  # beside this script
 from evss.checkpoint import load_model
+from evss.config import EVSSConfig, apply_overrides
 from evss.flow_sources import make_flow_source
 from evss.media import read_video_frames
 from evss.metrics import ConfusionMatrix
@@ -67,16 +67,16 @@ def main() -> None:
         per_frame = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))
         clips[clip.stem] = (frames, [per_frame.step(f).labels for f in tqdm(frames, desc=clip.stem, leave=False)])
     val_frames, val_labels = camvid_val(args.camvid, config.num_classes)
+    def evss(key: str, value) -> EVSSConfig:  # the weights' config with one distortion.* setting changed
+        return apply_overrides(config, {f"distortion.{key}": value})
+
     rows = [("warp-only", "warp_only", config)] + [
-        (f"EVSS, w_f {w:g}" + (" (shipped)" if w == config.distortion.w_f else ""), "evss",
-         dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=w))) for w in args.w_f] + [
-        (f"EVSS, distortion mode {m}", "evss", dataclasses.replace(config, distortion=dataclasses.replace(
-            config.distortion, mode=m))) for m in args.modes] + [
-        (f"EVSS, coarse map against the {r} prediction", "evss", dataclasses.replace(
-            config, distortion=dataclasses.replace(config.distortion, coarse_reference=r)))
+        (f"EVSS, w_f {w:g}" + (" (shipped)" if w == config.distortion.w_f else ""), "evss", evss("w_f", w))
+        for w in args.w_f] + [
+        (f"EVSS, distortion mode {m}", "evss", evss("mode", m)) for m in args.modes] + [
+        (f"EVSS, coarse map against the {r} prediction", "evss", evss("coarse_reference", r))
         for r in args.coarse_references] + [
-        (f"EVSS, maps joined by {c}", "evss", dataclasses.replace(
-            config, distortion=dataclasses.replace(config.distortion, combine=c))) for c in args.combines]
+        (f"EVSS, maps joined by {c}", "evss", evss("combine", c)) for c in args.combines]
     heads = [f"{c} k={k}" for c in clips for k in args.intervals]
     print(f"weights {args.weights}, flow {config.flow_source}, agreement with the per-frame labels on the dash-cam "
           f"clips ({args.frames} frames), streaming at fixed keyframe intervals; non-keyframes scored")
