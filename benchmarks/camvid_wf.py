@@ -47,7 +47,8 @@ def main() -> None:
     p.add_argument("--camvid", type=Path, default=Path("../shared/data/camvid"))
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--intervals", type=int, nargs="+", default=[5, 9])
-    p.add_argument("--w-f", type=float, nargs="*", default=[0.1, 0.2, 0.35, 0.5, 0.8])
+    p.add_argument("--w-f", type=float, nargs="*", default=[0.1, 0.2, 0.35, 0.5, 0.8],
+                   help="Eq. (4) weights to score, each with the weighted fine map (combine=weighted)")
     p.add_argument("--modes", nargs="*", default=[], choices=MODES,
                    help="distortion modes to score as well, at the weights' own w_f (e.g. update: F^u everywhere)")
     p.add_argument("--coarse-references", nargs="*", default=[], choices=COARSE_REFERENCES,
@@ -67,12 +68,13 @@ def main() -> None:
         per_frame = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))
         clips[clip.stem] = (frames, [per_frame.step(f).labels for f in tqdm(frames, desc=clip.stem, leave=False)])
     val_frames, val_labels = camvid_val(args.camvid, config.num_classes)
-    def evss(key: str, value) -> EVSSConfig:  # the weights' config with one distortion.* setting changed
-        return apply_overrides(config, {f"distortion.{key}": value})
+    def evss(key: str, value, **more) -> EVSSConfig:  # the weights' config with distortion.* settings changed
+        return apply_overrides(config, {f"distortion.{k}": v for k, v in {key: value, **more}.items()})
 
-    rows = [("warp-only", "warp_only", config)] + [
-        (f"EVSS, w_f {w:g}" + (" (shipped)" if w == config.distortion.w_f else ""), "evss", evss("w_f", w))
-        for w in args.w_f] + [
+    shipped = (config.distortion.w_f, config.distortion.combine)
+    rows = [("warp-only", "warp_only", config)] + [  # w_f only weighs the maps in Eq. (4)'s weighted sum
+        (f"EVSS, Eq. (4) w_f {w:g}" + (" (shipped)" if (w, "weighted") == shipped else ""), "evss",
+         evss("w_f", w, combine="weighted")) for w in args.w_f] + [
         (f"EVSS, distortion mode {m}", "evss", evss("mode", m)) for m in args.modes] + [
         (f"EVSS, coarse map against the {r} prediction", "evss", evss("coarse_reference", r))
         for r in args.coarse_references] + [
