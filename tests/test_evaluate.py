@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import algorithm1_reference, colour_model, panning_clip
+from conftest import algorithm1_reference, colour_model, panning_clip, smooth_frames
 from evss.apps.evaluate import Method, _starts, evaluate
 from evss.apps.report import write_report
 
@@ -106,6 +106,44 @@ def test_temporal_consistency_warps_the_previous_prediction_along_the_flow():
                     progress=False)
     assert true["methods"]["per_frame"]["temporal_consistency"] == pytest.approx(1.0)
     assert zero["methods"]["per_frame"]["temporal_consistency"] < 0.9
+
+
+class JumpSource(PanSource):
+    """Still shots that cut to another texture at t = 5 and t = 10; ``n`` such clips."""
+
+    def __init__(self, n=2, h=64, w=96):
+        shots = [smooth_frames(1, h, w, seed=k)[0] for k in range(3)]  # (h, w, 3) uint8 each
+        self.frames = [shots[t // 5] for t in range(11)]
+        self.n = n
+
+    def num_sequences(self):
+        return self.n
+
+
+def test_temporal_consistency_by_place_in_the_keyframe_interval():
+    """The colour model's labels follow the image, so only the pairs that span a cut disagree: with
+    interval 5 those are t = 5 and 10, both at place 0; every other place scores 1. Also one TC
+    per clip, whose mean is the reported TC."""
+    still = np.zeros((2, 64, 96), np.float32)
+    rep = evaluate([Method("per_frame", colour_model(), "per_frame")], JumpSource(n=2), num_classes=11,
+                   intervals=(1,), tc_interval=5, tc_flow=lambda s, t: (still, None), progress=False)
+    m = rep["methods"]["per_frame"]
+    by_place = m["tc_by_position"]
+    assert len(by_place) == 5 and by_place[0] < 0.9
+    assert by_place[1:] == pytest.approx([1.0] * 4)
+    assert len(m["tc_per_sequence"]) == 2 and np.mean(m["tc_per_sequence"]) == pytest.approx(m["temporal_consistency"])
+    assert by_place[0] < m["temporal_consistency"] < 1.0  # 2 of 10 pairs disagree
+
+
+def test_report_shows_temporal_consistency_by_place(tmp_path):
+    still = np.zeros((2, 64, 96), np.float32)
+    rep = evaluate([Method("per_frame", colour_model(), "per_frame")], JumpSource(n=1), num_classes=11,
+                   intervals=(1,), tc_interval=3, tc_flow=lambda s, t: (still, None), progress=False)
+    md = write_report(rep, tmp_path, label_space="camvid", command="test").read_text()
+    assert "by the pair's place in the keyframe interval (t mod 3)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| per_frame |") and line.count("|") == 5)
+    assert row.split("|")[1:4] == [" per_frame ", " 100.00 ", f" {100 * rep['methods']['per_frame']['tc_by_position'][1]:.2f} "]
+    assert (tmp_path / "tc_by_position.png").stat().st_size > 1000
 
 
 def test_corrected_labels_are_those_the_correction_changed(tiny_model):

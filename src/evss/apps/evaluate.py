@@ -11,7 +11,9 @@ Reported per method and interval: mIoU and per-class IoU; corrected labels (Eq. 
 pixels where the final prediction differs from the warped one, at full resolution); average time
 per frame from keyframe to labelled frame. Per method: temporal consistency (Eq. 8) of a streaming
 run at a fixed interval, with the previous prediction warped by a named flow (SynthDrive: ground
-truth, occluded pixels ignored). Methods: the per-frame backbone, warp-only (DFF-style) and EVSS,
+truth, occluded pixels ignored), also per clip and split by where the pair (t - 1, t) falls in the
+keyframe interval (t mod n; 0: t is a keyframe), which shows where a method gains or loses
+consistency (the keyframe switch against the propagated frames). Methods: the per-frame backbone, warp-only (DFF-style) and EVSS,
 plus any separately trained models (``--compare``) and test-time variants (``--variant``). The
 report is written by :mod:`evss.apps.report`.
 """
@@ -132,6 +134,9 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
     cl = {m.name: {d: [] for d in intervals} for m in methods}
     times = {m.name: {"key": [], "non": []} for m in methods}
     tcs: dict[str, list[float]] = {m.name: [] for m in methods}  # per-sequence mIoU, Eq. (8)
+    # Eq. (8)'s pairs (t - 1, t) pooled by t mod tc_interval: 0 is the pair that ends at a keyframe
+    # (the switch from propagated to fresh features), 1 the first non-keyframe, and so on.
+    tc_pos = {m.name: [ConfusionMatrix(num_classes) for _ in range(tc_interval)] for m in methods}
     panels: list[dict[str, np.ndarray]] = []
     total_steps = 0
     bar = tqdm(total=len(seqs) * len(methods), desc="eval", unit="seq·method", disable=not progress or rank != 0)
@@ -192,7 +197,10 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
                         warped_prev = warp_labels(prev, flow)  # P^w_{t-1 -> t}
                         if valid is not None:  # pixels with no true correspondence are not scored
                             warped_prev = np.where(valid, warped_prev, 255).astype(np.uint8)
-                        seq_cm.update(r.labels, warped_prev)
+                        pair = ConfusionMatrix(num_classes)
+                        pair.update(r.labels, warped_prev)
+                        seq_cm.merge(pair)
+                        tc_pos[m.name][t % tc_interval].merge(pair)
                     prev = r.labels
                 tcs[m.name].append(mean_iou(seq_cm.matrix))
             bar.update(1)
@@ -201,6 +209,8 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
         for m in methods:
             for d in intervals:
                 cms[m.name][d].all_reduce()
+            for cm in tc_pos[m.name]:
+                cm.all_reduce()
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, (cl, times, tcs))
         cl = {n: {d: sum((g[0][n][d] for g in gathered), []) for d in intervals} for n in cl}
@@ -224,7 +234,10 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
         tc_vals = per_seq[m.name]
         report["methods"][m.name] = {"mode": m.mode, "intervals": rows, "ms_keyframe": key_s * 1000,
                                      "ms_non_keyframe": non_s * 1000,
-                                     "temporal_consistency": float(np.mean(tc_vals)) if tc_vals else None}
+                                     "temporal_consistency": float(np.mean(tc_vals)) if tc_vals else None,
+                                     "tc_per_sequence": [float(v) for v in tc_vals],
+                                     "tc_by_position": [mean_iou(cm.matrix) if cm.matrix.any() else None
+                                                        for cm in tc_pos[m.name]]}
     report["panels"] = panels
     return report
 

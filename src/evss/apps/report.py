@@ -59,6 +59,20 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
            title="Accuracy vs time per frame (Fig. 1)")
     ax.grid(alpha=0.3), ax.legend()
     save(fig, "accuracy_vs_time.png")
+    by_pos = {name: m.get("tc_by_position") or [] for name, m in methods.items()}
+    has_tc_pos = any(v is not None for vals in by_pos.values() for v in vals)
+    if has_tc_pos:  # where in the keyframe interval consistency is won or lost
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
+        for name, vals in by_pos.items():
+            pts = [(p, 100 * v) for p, v in enumerate(vals) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set(xlabel=f"t mod {report['tc_interval']} of the pair (t - 1, t); 0: t is a keyframe",
+               ylabel="TC (%)", title="Temporal consistency by place in the keyframe interval")
+        ax.set_xticks(range(report["tc_interval"]))
+        ax.grid(alpha=0.3), ax.legend()
+        save(fig, "tc_by_position.png")
     if panels:
         cols = ["frame", "coarse", "edge", "fine", "warped", "rectified", "gt"]
         fig = Figure(figsize=(2.2 * len(cols), 1.4 * len(panels) + 0.4))
@@ -75,7 +89,7 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
             row[0].set_ylabel(p["title"].split(" frame")[0], fontsize=6)
         save(fig, "panels.png")
 
-    lines = [f"# Evaluation report", "", f"Command: `{command}`", "",
+    lines = ["# Evaluation report", "", f"Command: `{command}`", "",
              f"Sequences: {report['num_sequences']}, target frames: {report['target']}, "
              f"TC: streaming at interval {report['tc_interval']}, flow: {report['tc_flow']}", "",
              "## mIoU (%) by keyframe interval", "",
@@ -85,6 +99,15 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
         tc = "n/a" if m["temporal_consistency"] is None else f"{100 * m['temporal_consistency']:.2f}"
         lines.append(f"| {name} | " + " | ".join(f"{100 * m['intervals'][str(d)]['miou']:.2f}" for d in intervals)
                      + f" | {tc} | {m['ms_keyframe']:.1f} | {m['ms_non_keyframe']:.1f} |")
+    n = report["tc_interval"]
+    if has_tc_pos:
+        lines += ["", f"## TC (%) by the pair's place in the keyframe interval (t mod {n})", "",
+                  "Pairs (t - 1, t) pooled over clips; 0: t is a keyframe (for per-frame rows every frame "
+                  "is one and the columns only split the same run).", "",
+                  "| method | " + " | ".join(str(p) for p in range(n)) + " |", "|---|" + "---:|" * n]
+        for name, m in methods.items():
+            vals = m.get("tc_by_position") or []
+            lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{100 * v:.2f}" for v in vals) + " |")
     lines += ["", "## Corrected labels (%), Eq. (9)", "",
               "| method | " + " | ".join(str(d) for d in intervals) + " |", "|---|" + "---:|" * len(intervals)]
     for name, m in methods.items():
@@ -108,6 +131,6 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
             if isinstance(c, dict):
                 lines.append(f"| {part} | {c['gflops']:.2f} | {c['ms']:.1f} |")
     lines += ["", "Plots: `miou_vs_interval.png`, `corrected_labels.png`, `accuracy_vs_time.png`"
-              + (", `panels.png`" if panels else "") + "."]
+              + (", `tc_by_position.png`" if has_tc_pos else "") + (", `panels.png`" if panels else "") + "."]
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     return out / "report.md"
