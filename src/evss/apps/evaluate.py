@@ -13,9 +13,9 @@ per frame from keyframe to labelled frame. Per method: temporal consistency (Eq.
 run at a fixed interval, with the previous prediction warped by a named flow (SynthDrive: ground
 truth, occluded pixels ignored), also per clip and split by where the pair (t - 1, t) falls in the
 keyframe interval (t mod n; 0: t is a keyframe), which shows where a method gains or loses
-consistency (the keyframe switch against the propagated frames). Methods: the per-frame backbone, warp-only (DFF-style) and EVSS,
-plus any separately trained models (``--compare``) and test-time variants (``--variant``). The
-report is written by :mod:`evss.apps.report`.
+consistency (the keyframe switch against the propagated frames). Methods: the per-frame backbone,
+warp-only (DFF-style) and EVSS, plus any separately trained models (``--compare``) and test-time
+variants (``--variant``). The report is written by :mod:`evss.apps.report`.
 """
 
 from __future__ import annotations
