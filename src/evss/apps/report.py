@@ -105,8 +105,7 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
                   "Pairs (t - 1, t) pooled over clips; 0: t is a keyframe (for per-frame rows every frame "
                   "is one and the columns only split the same run).", "",
                   "| method | " + " | ".join(str(p) for p in range(n)) + " |", "|---|" + "---:|" * n]
-        for name, m in methods.items():
-            vals = m.get("tc_by_position") or []
+        for name, vals in by_pos.items():
             lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{100 * v:.2f}" for v in vals) + " |")
     lines += ["", "## Corrected labels (%), Eq. (9)", "",
               "| method | " + " | ".join(str(d) for d in intervals) + " |", "|---|" + "---:|" * len(intervals)]
