@@ -32,7 +32,8 @@ from evss.cli.args import size
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
 from evss.keyframes import AdaptiveKeyframes, FlowProbe
 from evss.metrics import ConfusionMatrix
-from evss.segmenter import FixedInterval, SegmenterConfig, VideoSegmenter
+from evss.segmenter import SegmenterConfig, VideoSegmenter
+from evss.keyframes import FixedInterval
 
 QUANTILES = (0.5, 0.7, 0.8, 0.9, 0.95)
 

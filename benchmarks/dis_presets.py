@@ -26,7 +26,7 @@ from evss.metrics import confusion_matrix, mean_iou
 from evss.models.backbone import prepare_inference
 from evss.models.upsample import labels_from_quarter
 from evss.models.warp import compose_flows, warp
-from evss.segmenter import pad_to_multiple
+from evss.tensors import pad_to_multiple
 
 VARIANTS = (("fast", 1.0), ("ultrafast", 1.0), ("medium", 0.5), ("ultrafast", 0.5), ("fast", 0.5))
 

@@ -35,7 +35,7 @@ from evss.metrics import confusion_matrix, mean_iou
 from evss.models.distortion import coarse_map, fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import compose_flows, warp
-from evss.segmenter import pad_to_multiple, to_tensor
+from evss.tensors import pad_to_multiple, to_tensor
 
 REGIONS = ("neither", "M^c only", "M^e only", "both")
 COLUMNS = ("F^w", "F^u", "fine map", "edge map only", "coarse map only")

@@ -33,7 +33,8 @@ from evss.data.synthdrive import SynthDriveConfig, generate_clip
 from evss.flow_sources import DISFlow, MVFlow
 from evss.media import open_video, write_video_frames
 from evss.metrics import ConfusionMatrix
-from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
+from evss.segmenter import SegmenterConfig, VideoSegmenter
+from evss.tensors import pad_to_multiple, to_tensor
 
 MV_ENCODINGS = {"mv (P only)": {"x264-params": "bframes=0:ref=1"}, "mv (x264 default GOP)": {}}
 

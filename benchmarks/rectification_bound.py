@@ -38,7 +38,7 @@ from evss.metrics import confusion_matrix, mean_iou
 from evss.models.distortion import coarse_map, fine_map, fuse
 from evss.models.upsample import class_argmax, upsample4
 from evss.models.warp import compose_flows, warp
-from evss.segmenter import pad_to_multiple
+from evss.tensors import pad_to_multiple
 
 
 def downscaled_logits(backbone: torch.nn.Module, frame: torch.Tensor, scale: float,

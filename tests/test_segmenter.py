@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
-from evss.segmenter import SegmenterConfig, VideoSegmenter, to_tensor
+from evss.segmenter import SegmenterConfig, VideoSegmenter
+from evss.tensors import to_tensor
 
 from conftest import algorithm1_reference, pan_flow, panning_clip
 

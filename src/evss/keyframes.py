@@ -20,6 +20,7 @@ non-keyframe pass per trigger), so a keyframe starts *at* a cut, not one frame a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +28,25 @@ import torch.nn.functional as F
 from evss.errors import EvssError
 from evss.models.flow import FlowEstimator
 from evss.models.warp import warp
-from evss.segmenter import FixedInterval, FrameResult, KeyframePolicy
+
+if TYPE_CHECKING:  # the segmenter imports the policies: FrameResult only for annotations
+    from evss.segmenter import FrameResult
 
 __all__ = ["AdaptiveKeyframes", "FixedInterval", "FlowProbe", "KeyframePolicy"]
+
+
+class KeyframePolicy(Protocol):
+    """Decides whether frame ``index`` starts a new keyframe; ``since_key`` counts frames since it."""
+
+    def __call__(self, *, index: int, since_key: int, last: "FrameResult | None") -> bool: ...
+
+
+@dataclass(frozen=True)
+class FixedInterval:
+    interval: int
+
+    def __call__(self, *, index: int, since_key: int, last: "FrameResult | None") -> bool:
+        return since_key >= self.interval
 
 
 class FlowProbe:

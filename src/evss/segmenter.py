@@ -34,11 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import EvssError
+from evss.keyframes import FixedInterval, KeyframePolicy
 from evss.models.distortion import COARSE_REFERENCES, coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
 from evss.models.upsample import class_argmax, labels_from_quarter, upsample4
 from evss.models.warp import compose_flows, warp
+from evss.tensors import pad_to_multiple, to_tensor
 
 MODES = ("evss", "warp_only", "per_frame")
 PROPAGATIONS = ("composed", "chained", "merged")
@@ -81,20 +83,6 @@ class SegmenterConfig:
             raise EvssError(f"propagation {self.propagation!r} is not one of {PROPAGATIONS}")
 
 
-class KeyframePolicy(Protocol):
-    """Decides whether frame ``index`` starts a new keyframe; ``since_key`` counts frames since it."""
-
-    def __call__(self, *, index: int, since_key: int, last: "FrameResult | None") -> bool: ...
-
-
-@dataclass(frozen=True)
-class FixedInterval:
-    interval: int
-
-    def __call__(self, *, index: int, since_key: int, last: "FrameResult | None") -> bool:
-        return since_key >= self.interval
-
-
 @dataclass
 class FrameResult:
     index: int
@@ -106,32 +94,6 @@ class FrameResult:
     fine_mean: float | None = None  # mean of the fine distortion map (for adaptive keyframes)
     fine_share: float | None = None  # share of 1/4-grid pixels with M^f > 0.5 (Eq. 7's binarisation)
     redone: bool = False  # a non-keyframe that the policy rejected and re-segmented as a keyframe
-
-
-def to_tensor(frame: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB or (3, H, W) float in [0, 1] -> (1, 3, H, W) on ``device``."""
-    if isinstance(frame, np.ndarray):
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise EvssError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
-        # np.require copies only a strided or read-only frame (a decoded or memory-mapped one): torch
-        # warns on read-only arrays even though the division below makes a new tensor.
-        frame = np.require(frame, requirements=("C", "W"))
-        t = torch.from_numpy(frame).permute(2, 0, 1).to(device=device, dtype=dtype) / 255.0  # (3, H, W)
-    else:
-        if frame.dim() != 3 or frame.shape[0] != 3:
-            raise EvssError(f"expected a (3, H, W) float frame in [0, 1], got {tuple(frame.shape)}")
-        t = frame.to(device=device, dtype=dtype)
-    return t.unsqueeze(0)  # (1, 3, H, W)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Edge-replicate the bottom/right so H and W are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    # replicate padding needs at least one pixel; for a 1-pixel side it repeats that pixel.
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
 class VideoSegmenter:

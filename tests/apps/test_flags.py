@@ -78,7 +78,7 @@ def test_literal_choices_agree_with_the_library():
     from evss.cli import export as export_flags
     from evss.cli import segment as segment_flags
     from evss.media import ON_ERROR
-    from evss.media.sinks import MAP_NAMES
+    from evss.pipeline.outputs import MAP_NAMES
     from evss.models.distortion import MAP_MODES
 
     assert segment_flags.FLOW_SOURCES == bench_flags.FLOW_SOURCES == flow_sources.FLOW_SOURCES

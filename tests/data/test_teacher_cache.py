@@ -75,7 +75,7 @@ def test_cached_dis_flow_and_flip(tmp_path, tiny):
     root = build_teacher_cache(source, tiny.backbone, tmp_path / "c", progress=False, flow=dis, flow_name="dis",
                                offsets=(-1, 1, 2))
     cache = TeacherCache(root, fingerprint=backbone_fingerprint(tiny.backbone), flow_name="dis")
-    from evss.data.transforms import image_to_tensor
+    from evss.tensors import image_to_tensor
     expect = dis(image_to_tensor(source.frame(0, 1))[None], image_to_tensor(source.frame(0, 3))[None])[0]
     got = cache.arrays(0)["flow"][3, 2 - (-1)]  # t = 3, d = 2
     assert np.allclose(got, expect.numpy(), atol=1e-2)

@@ -5,18 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from evss.data.transforms import (
-    OFFICIAL_OFFSETS,
-    apply_flip_crop,
-    choose_offset,
-    edge_target,
-    image_to_tensor,
-    joint_flip_crop,
-    label_to_tensor,
-    pair_offsets,
-    sample_flip_crop,
-    sample_pair_offset,
-)
+from evss.data.transforms import OFFICIAL_OFFSETS, apply_flip_crop, choose_offset, edge_target, joint_flip_crop, pair_offsets, sample_flip_crop, sample_pair_offset
+from evss.tensors import image_to_tensor, label_to_tensor
 
 
 def test_paper_pair_offsets_cover_minus4_to_5_without_0():

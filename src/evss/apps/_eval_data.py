@@ -19,7 +19,7 @@ from evss.errors import EvssError
 from evss.flow_sources import make_flow_source
 from evss.media import open_video, resize_image, write_video_frames
 from evss.models.upsample import upsample4
-from evss.segmenter import to_tensor
+from evss.tensors import to_tensor
 
 # (sequence, frame) -> (backward flow (2, H, W) of frame t to t-1 in pixels, valid mask (H, W) or None)
 FlowLookup = Callable[[int, int], "tuple[np.ndarray, np.ndarray | None]"]

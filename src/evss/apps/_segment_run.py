@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from evss import memory
-from evss.media.sinks import maps_as_video
+from evss.pipeline.outputs import maps_as_video
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from evss.media import atomic_write, open_video, vectors_to_flow, write_video_fr
 from evss.models.distortion import merge
 from evss.models.upsample import labels_from_quarter
 from evss.models.warp import warp
-from evss.segmenter import SegmenterConfig, VideoSegmenter, pad_to_multiple, to_tensor
+from evss.segmenter import SegmenterConfig, VideoSegmenter
+from evss.tensors import pad_to_multiple, to_tensor
 
 
 def _sync(device: torch.device) -> None:

@@ -30,7 +30,7 @@ from evss.device import resolve_device
 from evss.errors import EvssError
 from evss.flow_sources import make_flow_source
 from evss.media import atomic_write
-from evss.media.sinks import Outputs, VideoSink
+from evss.pipeline.outputs import Outputs, VideoSink
 from evss.metrics import ConfusionMatrix, warp_labels
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 from evss.visualize import overlay, panel

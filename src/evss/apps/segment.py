@@ -8,7 +8,7 @@ Decode, segment and encode stream one frame at a time (a few frames in flight: m
 grow with the video). The output keeps the input's frame count and timing (variable frame rates
 too); rotation metadata is applied so frames are segmented upright; audio is dropped. Outputs are
 written under a hidden ``.NAME.partial`` name (label and map folders too) and renamed when
-complete (:mod:`evss.media.sinks`), so a crash never leaves an output that looks complete; Ctrl-C
+complete (:mod:`evss.pipeline.outputs`), so a crash never leaves an output that looks complete; Ctrl-C
 (SIGINT) stops after the current frame and finishes a playable video of the frames done so far.
 ``--on-error skip`` keeps going past undecodable frames, repeating the last good segmentation so
 the output keeps the frame count, and names the frames.
@@ -43,7 +43,7 @@ from evss.flow_sources import MVFlow, make_flow_source
 from evss.keyframes import AdaptiveKeyframes, FlowProbe
 from evss.media import BackgroundWriter, open_video, prefetch, resize_flow, resize_image, resize_labels
 from evss.media.frames import is_glob
-from evss.media.sinks import LabelFolderSink, MapVideoSink, Outputs, VideoSink, map_sink, maps_as_video
+from evss.pipeline.outputs import LabelFolderSink, MapVideoSink, Outputs, VideoSink, map_sink, maps_as_video
 from evss.memory import H264_MAX_SIDE, format_bytes, parse_bytes, return_freed_memory
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 from evss.visualize import render

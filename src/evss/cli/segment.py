@@ -8,7 +8,7 @@ from pathlib import Path
 from evss.cli.args import BACKENDS, PROPAGATIONS, unit_float
 
 # Literal copies of evss.checkpoint.DEFAULT_WEIGHTS, evss.flow_sources.FLOW_SOURCES,
-# evss.visualize.LAYOUTS and evss.media.sinks.MAP_NAMES (a test checks they agree): the parser is
+# evss.visualize.LAYOUTS and evss.pipeline.outputs.MAP_NAMES (a test checks they agree): the parser is
 # built for every `evss` command and must not import torch.
 DEFAULT_WEIGHTS = "camvid"
 FLOW_SOURCES = ("learned", "dis", "mv")

@@ -22,16 +22,8 @@ from torch.utils.data import Dataset
 
 from evss.classes import IGNORE_INDEX
 from evss.data.sources import SequenceSource, frame_name
-from evss.data.transforms import (
-    choose_offset,
-    color_jitter,
-    edge_target,
-    image_to_tensor,
-    joint_flip_crop,
-    label_to_tensor,
-    pair_offsets,
-    random_scale,
-)
+from evss.data.transforms import choose_offset, color_jitter, edge_target, joint_flip_crop, pair_offsets, random_scale
+from evss.tensors import image_to_tensor, label_to_tensor
 from evss.errors import DataError
 
 # Moved to evss.data.sources; re-exported until tests/test_fuzz.py imports them from there.

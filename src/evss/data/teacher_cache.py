@@ -35,11 +35,12 @@ from tqdm import tqdm
 from evss.classes import IGNORE_INDEX
 from evss.data.pairs import TargetFrames
 from evss.data.sources import SequenceSource
-from evss.data.transforms import choose_offset, edge_target, image_to_tensor, label_to_tensor
+from evss.data.transforms import choose_offset, edge_target
+from evss.tensors import image_to_tensor, label_to_tensor
 from evss.errors import DataError
 from evss.checkpoint import atomic_write
 from evss.models.upsample import upsample4
-from evss.segmenter import pad_to_multiple
+from evss.tensors import pad_to_multiple
 
 CACHE_VERSION = "1"
 MANIFEST = "manifest.json"

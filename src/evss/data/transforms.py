@@ -305,23 +305,3 @@ def _dilate(mask: ArrayT, radius: int) -> ArrayT:
             src = (Ellipsis, slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0)))
             out[dst] |= mask[src]
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# To tensors
-# --------------------------------------------------------------------------------------------
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (H, W, 3) -> float32 (3, H, W) in [0, 1] (the models normalise internally)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {image.dtype} "
-                         f"{tuple(image.shape)}")
-    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (3, H, W) uint8
-    return t.to(torch.float32).div_(255.0)
-
-
-def label_to_tensor(label: np.ndarray) -> torch.Tensor:
-    """(H, W) integer label ids -> int64 (H, W), as ``F.cross_entropy`` wants."""
-    if label.ndim != 2:
-        raise ValueError(f"expected an (H, W) label map, got shape {tuple(label.shape)}")
-    return torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))

@@ -1,5 +1,5 @@
-"""Media in and out: video files and frame folders (decode), video and PNG writers (encode), resizing,
-atomic outputs, and the output sinks of `evss segment` (:mod:`evss.media.sinks`).
+"""Media in and out: video files and frame folders (decode), video and PNG writers (encode), resizing
+and atomic outputs.
 
     from evss.media import open_video, VideoWriter
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 from evss.data.flowpairs import FlowPairsConfig, FlowPairsDataset
 from evss.data.pairs import matches
 from evss.data.sources import SequenceSource, frame_name
-from evss.data.transforms import image_to_tensor
+from evss.tensors import image_to_tensor
 from evss.errors import ConfigError
 from evss.flow_sources import DISFlow
 from evss.losses import full_resolution_epe

@@ -11,7 +11,7 @@ from PIL import Image
 from evss.classes import CAMVID
 from evss.errors import EvssError
 from evss.media import read_video_frames
-from evss.media.sinks import (MAP_NAMES, LabelFolderSink, MapFolderSink, MapVideoSink, Outputs, VideoSink, map_sink,
+from evss.pipeline.outputs import (MAP_NAMES, LabelFolderSink, MapFolderSink, MapVideoSink, Outputs, VideoSink, map_sink,
                               maps_as_video)
 
 

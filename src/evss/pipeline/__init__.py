@@ -1,0 +1,1 @@
+"""The segmenting pipeline behind `evss segment`, callable from Python."""
