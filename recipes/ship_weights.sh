@@ -9,6 +9,8 @@
 #   W_F=0.2 (optional): Eq. (4)'s w_f, chosen on validation data (for synthdrive_light: clips of seed 500)
 #   COARSE_REF=keyframe (optional): what Eq. (3) compares with when streaming (previous | keyframe), chosen so too
 #   other distortion.* settings (e.g. combine=max): recipes/set_deploy_config.sh on the file written here
+#   CARD=recipes/model_cards/NAME.json (default: NAME = OUT's file name without .safetensors): the model card
+#   written into OUT (tools/write_model_card.py), what `evss weights` shows; bring its figures up to date first
 set -euo pipefail
 BACKBONE=${1:?usage: MODE=... REASON=... $0 BACKBONE.safetensors EVSS.safetensors NOTE [OUT]}
 EVSS=${2:?}
@@ -37,3 +39,9 @@ if coarse_ref:
 save_model(out, model, config, half=True, extra={"recipe": note, "default_mode_reason": reason})
 print(f"wrote {out}")
 PY
+CARD=${CARD:-$(dirname "$0")/model_cards/$(basename "$OUT" .safetensors).json}
+if [ -f "$CARD" ]; then
+  python "$(dirname "$0")/../tools/write_model_card.py" "$OUT" "$CARD"
+else
+  echo "note: no model card at $CARD: \`evss weights\` shows \"no model card\" for $OUT" >&2
+fi

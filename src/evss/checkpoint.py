@@ -22,6 +22,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from evss.config import EVSSConfig, build_model, config_from_json, preset, to_dict
 from evss.errors import CheckpointError, ConfigError
 from evss.media.atomic import atomic_write
+from evss.model_card import CARD_KEY, ModelCard, card_from_json, card_to_json
 from evss.models.evss import EVSSNet
 
 FORMAT = "evss-checkpoint"
@@ -59,8 +60,9 @@ ALIAS_MIN_NUMEL = 256
 
 
 def save_model(path: str | Path, model: nn.Module, config: EVSSConfig, *, half: bool = False,
-               extra: Mapping[str, str] | None = None) -> Path:
-    """Write ``model``'s state_dict (fp16 floats if ``half``) with its config in the metadata."""
+               extra: Mapping[str, str] | None = None, card: ModelCard | None = None) -> Path:
+    """Write ``model``'s state_dict (fp16 floats if ``half``) with its config, and ``card`` if given,
+    in the metadata."""
     path = Path(path)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
              for k, v in model.state_dict().items()}
@@ -68,6 +70,8 @@ def save_model(path: str | Path, model: nn.Module, config: EVSSConfig, *, half: 
     meta = {"format": FORMAT, "version": "1", "config": json.dumps(to_dict(config)), **(extra or {})}
     if aliases:
         meta["aliases"] = json.dumps(aliases)
+    if card is not None:
+        meta[CARD_KEY] = card_to_json(card)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
     return path
 
@@ -149,17 +153,62 @@ def load_model(name_or_path: str | Path, *, map_location: str | torch.device = "
     path = resolve_weights(name_or_path)
     if path.suffix in (".pth", ".pt", ".tar"):
         return load_official_model(path)
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise CheckpointError(f"{path}: a safetensors file without an evss config in its metadata")
-    try:
-        config = config_from_json(json.loads(meta["config"]), where="config")
-    except (ValueError, RecursionError, ConfigError) as exc:  # JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path}: bad embedded config: {_one_line(exc)}") from None
+    config = read_config(path)
     model = build_model(config)
     state = read_tensors(path, map_location=map_location)
     load_state_checked(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, str(path))
     return model.eval(), config
+
+
+def read_config(path: Path) -> EVSSConfig:
+    """The ``EVSSConfig`` in an evss checkpoint's metadata, without building the model."""
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: a safetensors file without an evss config in its metadata")
+    try:
+        return config_from_json(json.loads(meta["config"]), where="config")
+    except (ValueError, RecursionError, ConfigError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: bad embedded config: {_one_line(exc)}") from None
+
+
+def read_model_card(path: Path) -> ModelCard | None:
+    """The model card in an evss checkpoint's metadata, or None for a checkpoint without one."""
+    text = read_metadata(path).get(CARD_KEY)
+    if text is None:
+        return None
+    try:
+        return card_from_json(text, where="model card")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: bad model card metadata: {_one_line(exc)}") from None
+
+
+def write_model_card(path: str | Path, card: ModelCard) -> Path:
+    """Put ``card`` into an evss checkpoint's metadata (replacing any card there), nothing else changed.
+
+    Why not load and save the model: the stored tensors are copied as they are (no fp16 round
+    trip, no new alias choice), and the result is checked before it replaces ``path``: every
+    stored tensor equal in name, dtype, shape and value, and every other metadata entry equal.
+    """
+    path = Path(path)
+    read_config(path)  # an evss checkpoint, whose config parses
+    meta = read_metadata(path)
+    try:
+        stored = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError ... on a damaged file
+        raise CheckpointError(f"{path}: cannot read tensors ({_one_line(exc)})") from None
+    new_meta = {**meta, CARD_KEY: card_to_json(card)}
+
+    def write(out: Path) -> None:  # atomic_write removes ``out`` if this raises
+        save_file(stored, str(out), metadata=new_meta)
+        after = load_file(str(out))
+        same = (set(after) == set(stored)
+                and all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in stored.items()))
+        if not same or read_metadata(out) != new_meta:
+            raise CheckpointError(f"{path}: writing the model card would change its tensors or metadata; "
+                                  "nothing written")
+
+    atomic_write(path, write)
+    return path
 
 
 def load_state_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "evss.apps.export"),
     "eval": ("evaluate with the paper's protocol (mIoU per interval, TC, CL, speed)", "evss.cli.evaluate",
              "evss.apps.evaluate"),
+    "weights": ("list the built-in weights and show their model cards", "evss.cli.weights", "evss.apps.weights"),
 }
 
 
