@@ -277,3 +277,47 @@ def _round_up(n: float) -> str:
     if n >= GiB:
         return f"{math.ceil(n / GiB * 10) / 10:g}G"
     return f"{math.ceil(n / MiB / 100) * 100}M"
+
+
+# ---- the plan of one `evss segment` run ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The sizes one segmenting run works at, decided before its first frame."""
+
+    plan: Plan  # the size the model segments at
+    video: tuple[int, int]  # (H, W) of the output video (twice as wide for the side-by-side layout)
+    map_video: tuple[int, int]  # (H, W) of map videos
+    depth: int  # frames decoded ahead and queued for the encoder (0: one thread, one frame at a time)
+
+
+def segment_plan(height: int, width: int, *, config: Any, device: Any, dtype_bytes: int, layout_factor: int = 1,
+                 maps: int = 0, map_videos: bool = False, labels: bool = False, max_memory: str | None = None,
+                 allow_downscale: bool = True, what: str = "input") -> SegmentPlan:
+    """The sizes to segment and encode ``height`` x ``width`` frames at under the memory budget.
+
+    ``layout_factor`` is 2 for a side-by-side video; ``maps`` counts the distortion maps written
+    (as videos if ``map_videos``); ``labels`` says whether label PNGs are written. On a CUDA
+    ``device`` the activations live on the GPU, so its free memory bounds the model's size too.
+    """
+    import torch  # here, not at the top: the plan's arithmetic above stays importable without torch
+
+    video, map_video = h264_size(height, width * layout_factor), h264_size(height, width)
+    depth = pipeline_depth(height, width)
+    model_px = model_pixel_bytes(config, maps=maps > 0, dtype_bytes=dtype_bytes)
+    weights = weights_bytes(config)
+    buffers = segment_buffers(height, width, video_height=video[0], video_width=video[1], depth=depth,
+                              weights=weights, labels=labels, maps=maps, map_video=map_video if map_videos else None)
+    remedy = "; --max-size N makes every output smaller too"
+    budget = resolve_budget(max_memory)
+    on_host = device.type in ("cpu", "mps")  # MPS shares the host's memory
+    chosen = plan(height=height, width=width, model_px=model_px if on_host else 4.0, buffers=buffers, budget=budget,
+                  allow_downscale=allow_downscale, what=what, remedy=remedy)
+    if device.type == "cuda":  # the activations live on the GPU: its free memory is the budget there
+        free, _ = torch.cuda.mem_get_info(device)
+        gpu = plan(height=height, width=width, model_px=model_px, buffers=Buffers(held=weights, writing=0),
+                   budget=Budget(int(free * 0.9), f"90% of the free memory of {device}"),
+                   allow_downscale=allow_downscale, what=what, remedy=remedy)
+        if gpu.height * gpu.width < chosen.height * chosen.width:
+            chosen = gpu
+    return SegmentPlan(plan=chosen, video=video, map_video=map_video, depth=depth)

@@ -11,8 +11,16 @@ from PIL import Image
 from evss.classes import CAMVID
 from evss.errors import EvssError
 from evss.media import read_video_frames
-from evss.pipeline.outputs import (MAP_NAMES, LabelFolderSink, MapFolderSink, MapVideoSink, Outputs, VideoSink, map_sink,
-                              maps_as_video)
+from evss.pipeline.outputs import (
+    MAP_NAMES,
+    LabelFolderSink,
+    MapFolderSink,
+    MapVideoSink,
+    Outputs,
+    VideoSink,
+    map_sink,
+    maps_as_video,
+)
 
 
 def frame(h=32, w=48, value=128):

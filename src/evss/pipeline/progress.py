@@ -1,54 +1,10 @@
-"""The state of one `evss segment` run: its memory plan, its running totals, its Ctrl-C guard."""
+"""The state of one segmenting run: its running totals and its Ctrl-C guard."""
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-
-from evss import memory
-from evss.pipeline.outputs import maps_as_video
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    plan: memory.Plan  # the size the model segments at
-    video: tuple[int, int]  # (H, W) of the output video (twice as wide for --layout side)
-    map_video: tuple[int, int]  # (H, W) of map videos
-    depth: int  # frames decoded ahead and queued for the encoder (0: one thread, one frame at a time)
-
-    @classmethod
-    def of(cls, args: argparse.Namespace, info: Any, config: Any, device: torch.device,
-           dtype: torch.dtype) -> "MemoryPlan":
-        """The sizes to segment and encode at under the memory budget (see :mod:`evss.memory`)."""
-        h, w = info.height, info.width
-        factor = 2 if args.layout == "side" else 1
-        video, map_video = memory.h264_size(h, w * factor), memory.h264_size(h, w)
-        depth = memory.pipeline_depth(h, w)
-        n_maps = len(args.maps) if args.save_maps else 0
-        map_videos = bool(args.save_maps) and maps_as_video(args.save_maps)
-        model_px = memory.model_pixel_bytes(config, maps=n_maps > 0, dtype_bytes=torch.finfo(dtype).bits // 8)
-        weights = memory.weights_bytes(config)
-        buffers = memory.segment_buffers(h, w, video_height=video[0], video_width=video[1], depth=depth,
-                                         weights=weights, labels=bool(args.save_labels), maps=n_maps,
-                                         map_video=map_video if map_videos else None)
-        remedy = "; --max-size N makes every output smaller too"
-        budget = memory.resolve_budget(args.max_memory)
-        on_host = device.type in ("cpu", "mps")  # MPS shares the host's memory
-        plan = memory.plan(height=h, width=w, model_px=model_px if on_host else 4.0, buffers=buffers, budget=budget,
-                           allow_downscale=not args.no_downscale, what=args.input, remedy=remedy)
-        if device.type == "cuda":  # the activations live on the GPU: its free memory is the budget there
-            free, _ = torch.cuda.mem_get_info(device)
-            gpu = memory.plan(height=h, width=w, model_px=model_px, buffers=memory.Buffers(held=weights, writing=0),
-                              budget=memory.Budget(int(free * 0.9), f"90% of the free memory of {device}"),
-                              allow_downscale=not args.no_downscale, what=args.input, remedy=remedy)
-            if gpu.height * gpu.width < plan.height * plan.width:
-                plan = gpu
-        return cls(plan=plan, video=video, map_video=map_video, depth=depth)
 
 
 @dataclass
