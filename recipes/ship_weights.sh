@@ -18,27 +18,11 @@ NOTE=${3:?}
 OUT=${4:-src/evss/weights/camvid.safetensors}
 MODE=${MODE:?set MODE (warp_only, evss or per_frame)}
 REASON=${REASON:?set REASON: why MODE is the default (the measurement)}
-python - "$BACKBONE" "$EVSS" "$NOTE" "$OUT" "$MODE" "$REASON" "${W_F:-}" "${COARSE_REF:-}" <<'PY'
-import dataclasses, sys
-from evss.checkpoint import load_model, save_model
-backbone_ckpt, evss_ckpt, note, out, mode, reason, w_f, coarse_ref = sys.argv[1:]
-from evss.config import build_model
-trained, config = load_model(evss_ckpt)
-source, source_config = load_model(backbone_ckpt)
-# the keyframe network's architecture comes from BACKBONE (e.g. lite1 beside a CoNet from a lite0 run)
-config = dataclasses.replace(config, name=source_config.name, backbone=source_config.backbone,
-                             default_mode=mode, flow_source="dis")
-model = build_model(config)
-model.backbone.load_state_dict(source.backbone.state_dict())
-model.flow.load_state_dict(trained.flow.state_dict())
-model.correction.load_state_dict(trained.correction.state_dict())
-if w_f:
-    config = dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, w_f=float(w_f)))
-if coarse_ref:
-    config = dataclasses.replace(config, distortion=dataclasses.replace(config.distortion, coarse_reference=coarse_ref))
-save_model(out, model, config, half=True, extra={"recipe": note, "default_mode_reason": reason})
-print(f"wrote {out}")
-PY
+optional=()
+if [ -n "${W_F:-}" ]; then optional+=(--w-f "$W_F"); fi
+if [ -n "${COARSE_REF:-}" ]; then optional+=(--coarse-reference "$COARSE_REF"); fi
+python "$(dirname "$0")/../tools/ship_weights.py" "$BACKBONE" "$EVSS" "$NOTE" "$OUT" --mode "$MODE" --reason "$REASON" \
+    "${optional[@]}"
 CARD=${CARD:-$(dirname "$0")/model_cards/$(basename "$OUT" .safetensors).json}
 if [ -f "$CARD" ]; then
   python "$(dirname "$0")/../tools/write_model_card.py" "$OUT" "$CARD"

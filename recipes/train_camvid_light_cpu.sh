@@ -12,8 +12,5 @@ evss train evss --model light --data videos --data-root "$VIDEOS" --video-max-si
     --batch-size 8 --steps 200 --init runs/evss_light_synthdrive-256x512/last.safetensors \
     --teacher runs/backbone_light_camvid-288x384/last.safetensors --checkpoint-every 50 --threads 2 --workers 1 \
     --out runs/evss_light_camvid-videos
-python - <<'PY'
-from evss.checkpoint import load_model, save_model
-m, c = load_model("runs/evss_light_camvid-videos/last.safetensors")
-save_model("src/evss/weights/camvid.safetensors", m, c, half=True)
-PY
+python "$(dirname "$0")/../tools/fp16_weights.py" runs/evss_light_camvid-videos/last.safetensors \
+    src/evss/weights/camvid.safetensors

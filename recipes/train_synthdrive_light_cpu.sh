@@ -13,8 +13,5 @@ evss train flow --config configs/flow_light_flowpairs-256x512.json --steps 1500 
 wait
 evss train evss --config configs/evss_light_synthdrive-256x512.json --data-root "$SD" \
     --steps 350 --checkpoint-every 50 --crop 192x384 --threads 2 --workers 1
-python - <<'PY'
-from evss.checkpoint import load_model, save_model
-m, c = load_model("runs/evss_light_synthdrive-256x512/last.safetensors")
-save_model("src/evss/weights/synthdrive_light.safetensors", m, c, half=True)
-PY
+python "$(dirname "$0")/../tools/fp16_weights.py" runs/evss_light_synthdrive-256x512/last.safetensors \
+    src/evss/weights/synthdrive_light.safetensors

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from evss.errors import ConfigError
-from evss.losses import LossWeights, edge_loss, edge_semantic_loss, evss_losses
+from evss.losses import LossWeights, edge_loss, edge_semantic_loss, evss_losses, ohem_cross_entropy
 
 
 def _inputs(seed: int = 0, n: int = 2, c: int = 4, h: int = 6, w: int = 5) -> dict:
@@ -275,3 +275,33 @@ def test_evss_step_losses_upsample_then_apply_eq_6():
         assert torch.allclose(got[key], expected[key]), key
     total = sum(getattr(weights, k) * expected[k] for k in ("warp", "semantic", "edge", "edge_semantic"))
     assert torch.allclose(got["total"], total)  # Eq. (6)
+
+
+# ---- OHEM (the backbone stage's hard-pixel loss) -------------------------------------------------
+
+def _logits_for(probs_true: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 2, 1, P) logits whose class-0 probability is each of ``probs_true``; target class 0."""
+    p = torch.tensor(probs_true, dtype=torch.float64)
+    logits = torch.stack([torch.log(p), torch.log1p(-p)])[None, :, None, :]  # (1, 2, 1, P)
+    return logits, torch.zeros(1, 1, len(probs_true), dtype=torch.long)
+
+
+def test_ohem_keeps_the_hard_pixels_only():
+    logits, target = _logits_for([0.9, 0.8, 0.5, 0.2])  # two easy (>= 0.7), two hard
+    loss = ohem_cross_entropy(logits, target, threshold=0.7, min_kept=0.25)
+    assert math.isclose(float(loss), (-math.log(0.5) - math.log(0.2)) / 2, rel_tol=1e-9)
+
+
+def test_ohem_keeps_at_least_min_kept_of_the_hardest():
+    logits, target = _logits_for([0.95, 0.9, 0.85, 0.6])  # one hard, min_kept asks for two
+    loss = ohem_cross_entropy(logits, target, threshold=0.7, min_kept=0.5)
+    assert math.isclose(float(loss), (-math.log(0.6) - math.log(0.85)) / 2, rel_tol=1e-9)
+
+
+def test_ohem_ignores_ignored_pixels_and_is_zero_without_any():
+    logits, target = _logits_for([0.1, 0.2])
+    target[0, 0, 0] = 255
+    assert math.isclose(float(ohem_cross_entropy(logits, target)), -math.log(0.2), rel_tol=1e-9)
+    target[:] = 255
+    zero = ohem_cross_entropy(logits.requires_grad_(), target)
+    assert float(zero.detach()) == 0.0 and zero.requires_grad

@@ -5,7 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from evss.data.transforms import OFFICIAL_OFFSETS, apply_flip_crop, choose_offset, edge_target, joint_flip_crop, pair_offsets, sample_flip_crop, sample_pair_offset
+from evss.data.transforms import (
+    OFFICIAL_OFFSETS,
+    apply_flip_crop,
+    choose_offset,
+    color_jitter,
+    edge_target,
+    joint_flip_crop,
+    pair_offsets,
+    random_scale,
+    sample_flip_crop,
+    sample_pair_offset,
+)
 from evss.tensors import image_to_tensor, label_to_tensor
 
 
@@ -189,3 +200,25 @@ def test_image_and_label_to_tensor():
         image_to_tensor(image.astype(np.float32))
     lab = label_to_tensor(np.array([[1, 255]], np.uint8))
     assert lab.dtype == torch.int64 and lab.tolist() == [[1, 255]]
+
+
+# ---- the backbone stage's augmentations: random scale, colour jitter -----------------------------
+
+def test_random_scale_resizes_image_and_label_together():
+    rng = np.random.default_rng(0)
+    image = np.zeros((40, 60, 3), np.uint8)
+    label = np.full((40, 60), 3, np.uint8)
+    label[:, 30:] = 7
+    for _ in range(10):
+        img, lab = random_scale(rng, image, label, scale_range=(0.5, 2.0))
+        assert img.shape[:2] == lab.shape and 20 <= lab.shape[0] <= 80
+        assert set(np.unique(lab)) == {3, 7}  # nearest: no new label ids at the boundary
+        assert abs(lab.shape[1] / lab.shape[0] - 1.5) < 0.08  # rounding of a 20-pixel side
+
+
+def test_color_jitter_is_seeded_and_stays_in_range():
+    image = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    a = color_jitter(np.random.default_rng(5), image, strength=0.3)
+    b = color_jitter(np.random.default_rng(5), image, strength=0.3)
+    assert a.dtype == np.uint8 and np.array_equal(a, b) and not np.array_equal(a, image)
+    assert np.array_equal(color_jitter(np.random.default_rng(5), image, strength=0.0), image)

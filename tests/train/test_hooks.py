@@ -28,7 +28,8 @@ def test_the_log_writes_every_nth_step_and_the_last(tmp_path):
 
 def test_a_resumed_log_drops_the_steps_it_will_redo(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1, "miou": 0.5}\n{"step": 2}\n{"step": 3, "miou": 0.7}\n{"step": 4, "to')  # killed mid-line
+    # the last line was cut off when the run was killed
+    path.write_text('{"step": 1, "miou": 0.5}\n{"step": 2}\n{"step": 3, "miou": 0.7}\n{"step": 4, "to')
     assert best_eval(path) == 0.7
     trim_metrics(path, 2)
     assert lines(path) == [{"step": 1, "miou": 0.5}, {"step": 2}] and best_eval(path) == 0.5

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("convert the authors' .pth files into one evss safetensors checkpoint",
                 "evss.cli.convert", "evss.apps.convert"),
     "segment": ("segment a video file, a folder of frames or a glob", "evss.cli.segment", "evss.apps.segment"),
-    "train": ("train a stage: backbone, flow or evss", "evss.cli.train", "evss.train"),
+    "train": ("train a stage: backbone, flow or evss", "evss.cli.train", "evss.apps.train"),
     "bench": ("time each part and end to end against the per-frame backbone", "evss.cli.bench", "evss.apps.bench"),
     "export": ("export the keyframe and non-keyframe graphs (ONNX, torch.export)", "evss.cli.export",
                "evss.apps.export"),

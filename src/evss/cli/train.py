@@ -1,4 +1,4 @@
-"""Flags of `evss train` (the flags -> TrainConfig conversion is :func:`evss.train.config.config_from_args`).
+"""Flags of `evss train` (the flags -> TrainConfig conversion is :func:`evss.apps.train.config_from_args`).
 
 Every flag defaults to None, "not given": the run's settings are TrainConfig's defaults, then the
 ``--config`` file, then the flags that were given. Only the standard library and
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from evss.cli.args import override, size, unit_float
 
-# The choices that evss.train.config's TrainConfig checks (tests/train/test_train_cli.py keeps them equal).
+# The choices that evss.train.config's TrainConfig checks (tests/apps/test_train.py keeps them equal).
 STAGES = ("backbone", "flow", "evss")
 DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -55,8 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=STAGES, help="backbone (CSRNet), flow (FlowNet pretraining) or "
                         "evss (FlowNet + CoNet against the frozen backbone)")
     parser.add_argument("--config", type=Path, default=None, help="TrainConfig JSON (see configs/)")
-    g = parser.add_argument_group("model")
-    g.add_argument("--model", default=None, help="preset (paper, official, light, tiny, lite0, lite1) or model JSON (default light)")
+    _model_flags(parser.add_argument_group("model"))
+    _data_flags(parser.add_argument_group("data"))
+    _optimisation_flags(parser.add_argument_group("optimisation"))
+    _loop_flags(parser.add_argument_group("loop"))
+
+
+def _model_flags(g: argparse._ArgumentGroup) -> None:
+    """The model, its initialisation and the teacher."""
+    g.add_argument("--model", default=None,
+                   help="preset (paper, official, light, tiny, lite0, lite1) or model JSON (default light)")
     g.add_argument("--set", dest="model_set", type=override, action="append", default=None, metavar="KEY=VALUE",
                    help="override a model config field, e.g. correction.use_ppm=false (repeatable)")
     g.add_argument("--ablation", default=None, metavar="NAME[,NAME]",
@@ -76,7 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="evss stage: teacher cache (backbone logits and pseudo-labels per frame, DIS flow per "
                    "pair); built with a progress bar if missing, finished if interrupted, refused if stale")
-    g = parser.add_argument_group("data")
+
+
+def _data_flags(g: argparse._ArgumentGroup) -> None:
+    """The training data and its augmentation."""
     g.add_argument("--data", choices=DATA_SOURCES, default=None,
                    help="training data (default synthdrive; camvid-stills: CamVid's labelled frames made into "
                    "short simulated drives, for the evss stage)")
@@ -104,7 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="camvid-stills: frames per simulated drive made from each labelled still (default 6)")
     g.add_argument("--still-zoom", type=unit_float, default=None, metavar="Z",
                    help="camvid-stills: forward motion per frame, the view shrinks by this fraction (default 0.03)")
-    g = parser.add_argument_group("optimisation")
+
+
+def _optimisation_flags(g: argparse._ArgumentGroup) -> None:
+    """Optimiser, schedule and loss settings."""
     g.add_argument("--batch-size", type=int, default=None, help="per process (default 8)")
     g.add_argument("--steps", type=int, default=None)
     g.add_argument("--lr", type=float, default=None)
@@ -121,7 +135,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--loss-weights", type=floats(4, "0.2,0.5,0.1,0.2"), default=None, metavar="W,S,E,ES",
                    help="lambda_w, lambda_s, lambda_e, lambda_es of Eq. (6) (default 0.2,0.5,0.1,0.2)")
     g.add_argument("--es-mask", choices=("paper", "official"), default=None)
-    g = parser.add_argument_group("loop")
+
+
+def _loop_flags(g: argparse._ArgumentGroup) -> None:
+    """Output, checkpoints, logging, resuming and the run's resources."""
     g.add_argument("--out", default=None, help="output folder (default runs/<stage>)")
     g.add_argument("--resume", action="store_true", default=None, help="continue from OUT/last.state.pt")
     g.add_argument("--checkpoint-every", type=int, default=None)

@@ -1,7 +1,7 @@
 """Training: three stages, one plain loop (``evss train backbone|flow|evss``).
 
-* :mod:`.config`: :class:`TrainConfig` (everything a run depends on), ablations, config files,
-  the flags -> config conversion and the model config of a run;
+* :mod:`.config`: :class:`TrainConfig` (everything a run depends on), ablations, config files
+  and the model config of a run;
 * :mod:`.sampling`: the run's data source and dataset, and the seeded order of its samples;
 * :mod:`.stages`: ``train_backbone`` / ``train_flow`` / ``train_evss`` build a Stage and run it;
 * :mod:`.loop`: :func:`fit`, the loop shared by the stages; :mod:`.hooks`: logging and held-out
@@ -13,13 +13,11 @@ Files in ``out_dir`` (default ``runs/<stage>``): ``last.safetensors``, ``last.st
 evaluation), ``tb/`` (TensorBoard) and, with held-out frames, ``best.safetensors``.
 
 Several GPUs: launch with ``torchrun --nproc_per_node N -m evss.cli train ...``; ``batch_size`` is
-per process (the authors: 8 per GPU on 2 GPUs). The flags are in :mod:`evss.cli.train`.
+per process (the authors: 8 per GPU on 2 GPUs). The flags are in :mod:`evss.cli.train`, their
+conversion into a TrainConfig in :mod:`evss.apps.train`.
 """
 
 from __future__ import annotations
-
-import argparse
-import os
 
 from evss.device import Runtime
 from evss.train.config import (
@@ -28,7 +26,6 @@ from evss.train.config import (
     DATA_SOURCES,
     STAGES,
     TrainConfig,
-    config_from_args,
     data_label_space,
     load_train_config,
     loss_weights,
@@ -68,31 +65,13 @@ from evss.train.state import (
     seed_everything,
 )
 
-
-
-def run(args: argparse.Namespace) -> int:
-    """``evss train``: the flags (:mod:`evss.cli.train`) -> TrainConfig -> one stage, then a summary."""
-    config = config_from_args(args)
-    result = main(config)
-    if int(os.environ.get("RANK", "0")) == 0:
-        last = result.losses[-1] if result.losses else {}
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k not in ("step", "lr", "skipped", "seconds"))
-        print(f"evss train {config.stage}: step {result.step}/{config.steps}" + (f": {summary}" if summary else ""))
-        if result.evals and "epe" in result.evals[-1]:
-            print(f"held-out EPE {result.evals[-1]['epe']:.3f} px (full resolution)")
-        if result.evals and "miou" in result.evals[-1]:
-            print(f"held-out mIoU {result.evals[-1]['miou']:.4f}; best: {result.out_dir / BEST_FILE}")
-        print(f"checkpoint: {result.out_dir / MODEL_FILE}")
-    return 0
-
-
 __all__ = [
     "ABLATIONS", "AMP_MODES", "BEST_FILE", "DATA_SOURCES", "MODEL_FILE", "STAGES", "STATE_FILE", "ByPosition",
     "HeldOutFrames", "HeldOutPairs", "ItemError", "Runtime", "Stage", "StepPositions",
     "TrainConfig", "TrainResult", "autocast_context", "build_dataloader", "build_dataset", "build_source", "collate",
-    "config_from_args", "data_label_space", "evss_batch_losses", "fit", "init_model",
+    "data_label_space", "evss_batch_losses", "fit", "init_model",
     "load_train_config", "load_training_state", "loss_weights", "lr_factor", "main", "model_overrides",
-    "output_dir", "param_groups", "read_training_state", "resolve_model_config", "run",
+    "output_dir", "param_groups", "read_training_state", "resolve_model_config",
     "save_training_state", "seed_everything", "setup_runtime", "synthdrive_folder",
     "train_backbone", "train_config_to_dict", "train_evss", "train_flow",
 ]

@@ -1,14 +1,13 @@
 """What a training run depends on: :class:`TrainConfig`, its checks, the Table IV ablations, JSON
-config files and the flags of ``evss train``, and the model config a run trains.
+config files, and the model config a run trains.
 
-Precedence: TrainConfig defaults < ``--config FILE`` < flags (:func:`config_from_args`). The model
-config is a preset in the data's label space (or a model JSON), then the ablations' and ``--set``'s
+Precedence: TrainConfig defaults < ``--config FILE`` < flags (:func:`evss.apps.train.config_from_args`).
+The model config is a preset in the data's label space (or a model JSON), then the ablations' and ``--set``'s
 overrides (:func:`resolve_model_config`).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -16,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evss.checkpoint import read_metadata
-from evss.config import (PRESETS, EVSSConfig, apply_overrides, from_dict, load_config, parse_override, preset,
-                         read_json)
+from evss.config import PRESETS, EVSSConfig, apply_overrides, from_dict, load_config, parse_override, preset, read_json
 from evss.errors import ConfigError
 from evss.losses import LossWeights
 
@@ -163,7 +161,8 @@ class TrainConfig:
         check(0 < self.encoder_lr_mult <= 10, f"encoder_lr_mult must be in (0, 10], got {self.encoder_lr_mult}")
         check(0 <= self.color_jitter < 1, f"color_jitter must be in [0, 1), got {self.color_jitter}")
         check(0 <= self.class_balance <= 2, f"class_balance must be in [0, 2], got {self.class_balance}")
-        check(self.scale_range is None or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 8),
+        check(self.scale_range is None
+              or (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 8),
               f"scale_range must be (low, high) with 0 < low <= high <= 8, got {self.scale_range}")
         check(self.flow_source in ("learned", "dis"), f"flow_source {self.flow_source!r} is not 'learned' or "
               "'dis' (codec motion vectors exist only between consecutive decoded frames, not for training pairs)")
@@ -208,35 +207,6 @@ def load_train_config(path: str | Path) -> TrainConfig:
     data = read_json(path, "training config")
     data = {k: v for k, v in data.items() if not k.startswith("_")} if isinstance(data, dict) else data
     return from_dict(TrainConfig, data, where=str(path))
-
-
-# flag dest -> TrainConfig field, for the flags of evss.cli.train whose name differs from the field
-_FLAG_FIELDS = {"out": "out_dir", "crop": "crop_size"}
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from the defaults, the --config file, then the flags that were given."""
-    base = load_train_config(args.config) if args.config else TrainConfig(stage=args.stage)
-    if args.config and base.stage != args.stage:
-        raise ConfigError(f"{args.config} is a {base.stage!r} config, not {args.stage!r}")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    over: dict[str, Any] = {}
-    for key, value in vars(args).items():
-        name = _FLAG_FIELDS.get(key, key)
-        if value is None or name not in names or name == "stage":
-            continue
-        over[name] = value
-    if "ablation" in over:
-        over["ablation"] = tuple(v.strip() for v in over["ablation"].split(",") if v.strip())
-    if "extra_data" in over:
-        over["extra_data"] = tuple(over["extra_data"])
-    if "holdout" in over:
-        over["holdout"] = tuple(over["holdout"])
-    if "model_set" in over:
-        over["model_set"] = tuple(base.model_set) + tuple(over["model_set"])
-    if args.loss_weights is not None:
-        over.update(zip(("lambda_warp", "lambda_semantic", "lambda_edge", "lambda_edge_semantic"), args.loss_weights))
-    return dataclasses.replace(base, **over)
 
 
 # ---- what the config implies ---------------------------------------------------------------------

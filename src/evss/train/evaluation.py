@@ -17,12 +17,12 @@ import torch.nn as nn
 from evss.data.flowpairs import FlowPairsConfig, FlowPairsDataset
 from evss.data.pairs import matches
 from evss.data.sources import SequenceSource, frame_name
-from evss.tensors import image_to_tensor
 from evss.errors import ConfigError
 from evss.flow_sources import DISFlow
 from evss.losses import full_resolution_epe
 from evss.metrics import confusion_matrix, iou_per_class, mean_iou
 from evss.models.upsample import upsample4
+from evss.tensors import image_to_tensor
 from evss.train.config import TrainConfig
 from evss.train.loop import autocast_context
 
@@ -84,7 +84,8 @@ class HeldOutPairs:
             count += len(items)
             if references:  # once per run: the pairs do not change
                 zero += float(full_resolution_epe(torch.zeros_like(flow2, dtype=torch.float32), flow).sum())
-                dis += float(full_resolution_epe(estimator(one.float().cpu(), two.float().cpu()).to(device), flow).sum())
+                dis_flow = estimator(one.float().cpu(), two.float().cpu()).to(device)
+                dis += float(full_resolution_epe(dis_flow, flow).sum())
         if references:
             self._references = {"epe_zero": zero / count, "epe_dis": dis / count}
         net.train()

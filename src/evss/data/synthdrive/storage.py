@@ -139,6 +139,24 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
     if clips < 1:
         raise ConfigError(f"clips must be at least 1, got {clips}")
     out = Path(out)
+    manifest_path = out / "manifest.json"
+    _clear_folder(out)
+    records, totals, previews = _write_clips(out, clips=clips, seed=seed, config=config, preview=preview,
+                                             progress=progress)
+    if preview:
+        tmp = out / ".preview.tmp.png"  # the suffix tells OpenCV the format
+        _write_png(tmp, np.ascontiguousarray(contact_sheet(previews)[:, :, ::-1]))
+        os.replace(tmp, out / "preview.png")
+    manifest = _manifest(config, seed=seed, records=records, totals=totals)
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, manifest_path)
+    return manifest_path
+
+
+def _clear_folder(out: Path) -> None:
+    """Make ``out`` an empty SynthDrive folder: refuse a folder of anything else, remove an earlier
+    run's manifest first (so that it never claims the clips being replaced), then its clips."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} exists and is not a folder")
     manifest_path = out / "manifest.json"
@@ -162,6 +180,12 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
     (out / "preview.png").unlink(missing_ok=True)
     for stale in out.glob("clip_*"):  # from an earlier run; the manifest no longer claims them
         shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+
+
+def _write_clips(out: Path, *, clips: int, seed: int, config: SynthDriveConfig, preview: bool,
+                 progress: bool) -> tuple[list[dict], np.ndarray, list[np.ndarray]]:
+    """Generate and write the clips: (the manifest's clip records, pixels per class (12,) with void
+    last, the preview rows of the first four clips when ``preview``)."""
     records, totals, previews = [], np.zeros(12, np.int64), []
     bar = tqdm(range(clips), desc="synthdrive", unit="clip", disable=not progress)
     # PNG encoding releases the GIL: one writer thread encodes clip i while clip i + 1 renders.
@@ -184,16 +208,18 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
                             err=f"{np.mean(stats['photometric_error'] or [0]):.2f}")
         if pending is not None:
             pending.result()
-    if preview:
-        tmp = out / ".preview.tmp.png"  # the suffix tells OpenCV the format
-        _write_png(tmp, np.ascontiguousarray(contact_sheet(previews)[:, :, ::-1]))
-        os.replace(tmp, out / "preview.png")
+    return records, totals, previews
+
+
+def _manifest(config: SynthDriveConfig, *, seed: int, records: list[dict], totals: np.ndarray) -> dict:
+    """``manifest.json``: the generator, its settings, the layout and conventions, the clips and
+    their class and per-frame statistics."""
     names = list(CAMVID.names) + ["void"]
     labelled = max(int(totals[:11].sum()), 1)
     per_frame = {k: [x for r in records for x in r["stats"][k][(1 if k == "occluded_fraction" else 0):]]
                  for k in ("thin_fraction", "occluded_fraction", "moving_fraction", "photometric_error",
                            "label_agreement")}
-    manifest = {
+    return {
         "format": "synthdrive",
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),
@@ -224,10 +250,6 @@ def write_dataset(out: str | Path, *, clips: int, seed: int,
                                "non-occluded pixels",
         },
     }
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
-    return manifest_path
 
 
 def _summary(values: list[float]) -> dict:

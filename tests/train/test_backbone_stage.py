@@ -1,10 +1,9 @@
-"""The keyframe-network recipe: OHEM, warm-up + poly schedule, encoder learning rate, scale and colour
-jitter, held-out frames for model selection, and ImageNet initialisation of the lite0 preset."""
+"""The keyframe-network recipe of the backbone stage: held-out frames for model selection, extra
+data sources, and ImageNet initialisation of the lite0 preset end to end."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,88 +15,9 @@ from conftest import need_module
 from evss import train
 from evss.data.pairs import LabelledFrames
 from evss.data.sources import frame_name
-from evss.data.transforms import color_jitter, random_scale
 from evss.errors import ConfigError
-from evss.losses import ohem_cross_entropy
 from evss.train import TrainConfig
 
-
-# ---- OHEM ----------------------------------------------------------------------------------------
-
-def _logits_for(probs_true: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 2, 1, P) logits whose class-0 probability is each of ``probs_true``; target class 0."""
-    p = torch.tensor(probs_true, dtype=torch.float64)
-    logits = torch.stack([torch.log(p), torch.log1p(-p)])[None, :, None, :]  # (1, 2, 1, P)
-    return logits, torch.zeros(1, 1, len(probs_true), dtype=torch.long)
-
-
-def test_ohem_keeps_the_hard_pixels_only():
-    logits, target = _logits_for([0.9, 0.8, 0.5, 0.2])  # two easy (>= 0.7), two hard
-    loss = ohem_cross_entropy(logits, target, threshold=0.7, min_kept=0.25)
-    assert math.isclose(float(loss), (-math.log(0.5) - math.log(0.2)) / 2, rel_tol=1e-9)
-
-
-def test_ohem_keeps_at_least_min_kept_of_the_hardest():
-    logits, target = _logits_for([0.95, 0.9, 0.85, 0.6])  # one hard, min_kept asks for two
-    loss = ohem_cross_entropy(logits, target, threshold=0.7, min_kept=0.5)
-    assert math.isclose(float(loss), (-math.log(0.6) - math.log(0.85)) / 2, rel_tol=1e-9)
-
-
-def test_ohem_ignores_ignored_pixels_and_is_zero_without_any():
-    logits, target = _logits_for([0.1, 0.2])
-    target[0, 0, 0] = 255
-    assert math.isclose(float(ohem_cross_entropy(logits, target)), -math.log(0.2), rel_tol=1e-9)
-    target[:] = 255
-    zero = ohem_cross_entropy(logits.requires_grad_(), target)
-    assert float(zero.detach()) == 0.0 and zero.requires_grad
-
-
-# ---- schedule and parameter groups -----------------------------------------------------------------
-
-def test_warmup_then_poly_reaches_min_lr():
-    config = TrainConfig(stage="backbone", steps=100, lr=1e-3, min_lr=1e-5, warmup_steps=10, schedule="poly")
-    f = [train.lr_factor(s, config) for s in range(101)]
-    assert math.isclose(f[0], 0.1) and math.isclose(f[5], 0.55) and math.isclose(f[10], (1 - 0.1) ** 0.9 * 0.99 + 0.01)
-    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # decays monotonically after the warm-up
-    assert math.isclose(f[100], 1e-2)  # min_lr / lr
-    cosine = TrainConfig(stage="backbone", steps=100, lr=1e-3, min_lr=1e-5)
-    assert train.lr_factor(0, cosine) == 1.0 and math.isclose(train.lr_factor(100, cosine), 1e-2)
-
-
-def test_encoder_parameters_get_their_own_learning_rate():
-    from evss.models.backbone import SwiftNet
-    net = SwiftNet(num_classes=3, decoder_channels=8)
-    groups = train.param_groups(net, TrainConfig(stage="backbone", lr=1e-3, encoder_lr_mult=0.25))
-    assert [g["lr"] for g in groups] == [1e-3, 2.5e-4]
-    encoder_ids = {id(p) for p in net.encoder.parameters()}
-    assert {id(p) for p in groups[1]["params"]} == encoder_ids
-    assert not encoder_ids & {id(p) for p in groups[0]["params"]}
-    assert len(train.param_groups(net, TrainConfig(stage="backbone"))) == 1  # mult 1: one group
-
-
-# ---- augmentations -----------------------------------------------------------------------------------
-
-def test_random_scale_resizes_image_and_label_together():
-    rng = np.random.default_rng(0)
-    image = np.zeros((40, 60, 3), np.uint8)
-    label = np.full((40, 60), 3, np.uint8)
-    label[:, 30:] = 7
-    for _ in range(10):
-        img, lab = random_scale(rng, image, label, scale_range=(0.5, 2.0))
-        assert img.shape[:2] == lab.shape and 20 <= lab.shape[0] <= 80
-        assert set(np.unique(lab)) == {3, 7}  # nearest: no new label ids at the boundary
-        assert abs(lab.shape[1] / lab.shape[0] - 1.5) < 0.08  # rounding of a 20-pixel side
-
-
-def test_color_jitter_is_seeded_and_stays_in_range():
-    image = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    a = color_jitter(np.random.default_rng(5), image, strength=0.3)
-    b = color_jitter(np.random.default_rng(5), image, strength=0.3)
-    assert a.dtype == np.uint8 and np.array_equal(a, b) and not np.array_equal(a, image)
-    assert np.array_equal(color_jitter(np.random.default_rng(5), image, strength=0.0), image)
-
-
-# ---- held-out frames and the lite0 recipe end to end ---------------------------------------------
 
 def _camvid_tree(root: Path, names: list[str], size=(64, 96)) -> Path:
     rng = np.random.default_rng(0)
@@ -145,12 +65,14 @@ def test_lite0_backbone_stage_starts_from_imagenet_and_selects_on_held_out(tmp_p
     config = TrainConfig(stage="backbone", model="lite0", model_set=("backbone.decoder_channels=16",),
                          data="camvid", data_root=str(root), holdout=("0006R0_f03*",), crop_size=(64, 96),
                          scale_range=(0.75, 1.5), color_jitter=0.2, seg_loss="ohem", class_balance=0.5,
-                         optimizer="adamw", encoder_lr_mult=0.25, warmup_steps=1, schedule="poly", lr=1e-3, batch_size=2,
+                         optimizer="adamw", encoder_lr_mult=0.25, warmup_steps=1, schedule="poly", lr=1e-3,
+                         batch_size=2,
                          steps=4, eval_every=2, checkpoint_every=2, progress=False, tensorboard=False,
                          threads=2, out_dir=str(tmp_path / "run"))
     model, _ = train.init_model(config)  # the default init of a swiftnet preset is ImageNet
     state = torch.load(imagenet_weights_path("lite0"), map_location="cpu", weights_only=True)
-    assert torch.equal(model.backbone.encoder._blocks[5]._depthwise_conv.weight, state["_blocks.5._depthwise_conv.weight"])
+    assert torch.equal(model.backbone.encoder._blocks[5]._depthwise_conv.weight,
+                       state["_blocks.5._depthwise_conv.weight"])
     counts = train.build_dataset(config, train.resolve_model_config(config)).class_counts(11)
     labels = [np.asarray(Image.open(p)) for p in sorted((root / "train" / "labels").glob("*.png"))
               if not p.name.startswith("0006R0_f03")]

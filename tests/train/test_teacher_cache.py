@@ -12,11 +12,16 @@ import torch
 from conftest import vivid_tiny_model
 from evss import train
 from evss.data.sources import MemoryClips
-from evss.data.teacher_cache import (CachedPairDataset, TeacherCache, backbone_fingerprint, build_teacher_cache,
-                                     teacher_outputs)
 from evss.errors import DataError
 from evss.flow_sources import DISFlow
 from evss.train import TrainConfig
+from evss.train.teacher_cache import (
+    CachedPairDataset,
+    TeacherCache,
+    backbone_fingerprint,
+    build_teacher_cache,
+    teacher_outputs,
+)
 
 
 def _clips(n=2, t=6, h=64, w=96, seed=0):

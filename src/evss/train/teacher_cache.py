@@ -32,15 +32,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from evss.checkpoint import atomic_write
 from evss.classes import IGNORE_INDEX
 from evss.data.pairs import TargetFrames
 from evss.data.sources import SequenceSource
 from evss.data.transforms import choose_offset, edge_target
-from evss.tensors import image_to_tensor, label_to_tensor
 from evss.errors import DataError
-from evss.checkpoint import atomic_write
 from evss.models.upsample import upsample4
-from evss.tensors import pad_to_multiple
+from evss.tensors import image_to_tensor, label_to_tensor, pad_to_multiple
 
 CACHE_VERSION = "1"
 MANIFEST = "manifest.json"
@@ -83,7 +82,8 @@ def _write_manifest(root: Path, data: dict[str, Any]) -> None:
 
 
 @torch.no_grad()
-def teacher_outputs(backbone: torch.nn.Module, frame: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def teacher_outputs(backbone: torch.nn.Module, frame: np.ndarray, device: torch.device
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(logits (C, h4, w4) float16, pseudo-label (H, W) uint8) of one uint8 RGB frame, whole.
 
     The frame is edge-padded to a multiple of 32 as the segmenter does; logits are cropped back to
@@ -111,6 +111,36 @@ def build_teacher_cache(source: SequenceSource, backbone: torch.nn.Module, root:
     backbone = backbone.to(device).eval()
     fingerprint = backbone_fingerprint(backbone)
     d_range = (min(offsets), max(offsets)) if flow is not None else None
+    sequences = _sequence_records(source)
+    want = {"version": CACHE_VERSION, "backbone": fingerprint, "num_classes": int(backbone.num_classes),
+            "flow": flow_name if flow is not None else None, "offset_range": list(d_range) if d_range else None}
+    manifest = _read_manifest(root)
+    if manifest is not None:
+        _check_manifest(root, manifest, want, sequences)
+        sequences = manifest["sequences"]
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {**want, "sequences": sequences}
+    total = sum(q["frames"] for q in sequences)
+    bar = tqdm(total=total, initial=sum(q["done"] for q in sequences), desc="teacher cache",
+               disable=not progress, dynamic_ncols=True)
+    computed = 0
+    try:
+        for s, q in enumerate(sequences):
+            if q["done"] >= q["frames"]:
+                continue
+            computed += _fill_sequence(source, s, root, manifest, backbone=backbone, device=device, flow=flow,
+                                       d_range=d_range, bar=bar,
+                                       budget=stop_after - computed if stop_after else None)
+            if stop_after and computed >= stop_after:
+                return root
+    finally:
+        bar.close()
+    _write_manifest(root, manifest)
+    return root
+
+
+def _sequence_records(source: SequenceSource) -> list[dict[str, Any]]:
+    """The manifest's record of each sequence: frames, size, a digest of its first and last frames, 0 done."""
     sequences = []
     for s in range(source.num_sequences()):
         first = source.frame(s, 0)
@@ -121,73 +151,88 @@ def build_teacher_cache(source: SequenceSource, backbone: torch.nn.Module, root:
         digest.update(np.ascontiguousarray(source.frame(s, n - 1)).tobytes())
         sequences.append({"frames": n, "height": int(first.shape[0]), "width": int(first.shape[1]),
                           "digest": digest.hexdigest()[:16], "done": 0})
-    want = {"version": CACHE_VERSION, "backbone": fingerprint, "num_classes": int(backbone.num_classes),
-            "flow": flow_name if flow is not None else None, "offset_range": list(d_range) if d_range else None}
-    manifest = _read_manifest(root)
-    if manifest is not None:
-        for key, value in want.items():
-            if manifest.get(key) != value:
-                raise DataError(f"{root} holds a teacher cache with {key} {manifest.get(key)!r}, not {value!r}; "
-                                "pass another --cache folder or delete this one")
-        shape = [(q["frames"], q["height"], q["width"]) for q in sequences]
-        if [(q["frames"], q["height"], q["width"]) for q in manifest["sequences"]] != shape:
-            raise DataError(f"{root} holds a teacher cache of other data (sequence lengths or sizes differ)")
-        if any("digest" not in q for q in manifest["sequences"]):
-            raise DataError(f"{root} holds a teacher cache written before caches recorded what their frames hold; "
-                            "delete it or pass another --cache folder")
-        if [q["digest"] for q in manifest["sequences"]] != [q["digest"] for q in sequences]:
-            raise DataError(f"{root} holds a teacher cache of other data (same sizes, other frames: another seed "
-                            "or setting of generated data?); pass another --cache folder or delete this one")
-        sequences = manifest["sequences"]
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = {**want, "sequences": sequences}
-    c = int(backbone.num_classes)
-    total = sum(q["frames"] for q in sequences)
-    bar = tqdm(total=total, initial=sum(q["done"] for q in sequences), desc="teacher cache",
-               disable=not progress, dynamic_ncols=True)
+    return sequences
+
+
+def _check_manifest(root: Path, manifest: dict[str, Any], want: dict[str, Any],
+                    sequences: list[dict[str, Any]]) -> None:
+    """Refuse a cache of another backbone, flow, offsets or data: finishing it would mix targets."""
+    for key, value in want.items():
+        if manifest.get(key) != value:
+            raise DataError(f"{root} holds a teacher cache with {key} {manifest.get(key)!r}, not {value!r}; "
+                            "pass another --cache folder or delete this one")
+    shape = [(q["frames"], q["height"], q["width"]) for q in sequences]
+    if [(q["frames"], q["height"], q["width"]) for q in manifest["sequences"]] != shape:
+        raise DataError(f"{root} holds a teacher cache of other data (sequence lengths or sizes differ)")
+    if any("digest" not in q for q in manifest["sequences"]):
+        raise DataError(f"{root} holds a teacher cache written before caches recorded what their frames hold; "
+                        "delete it or pass another --cache folder")
+    if [q["digest"] for q in manifest["sequences"]] != [q["digest"] for q in sequences]:
+        raise DataError(f"{root} holds a teacher cache of other data (same sizes, other frames: another seed "
+                        "or setting of generated data?); pass another --cache folder or delete this one")
+
+
+def _open_rows(root: Path, s: int, q: dict[str, Any], *, num_classes: int, d_range: tuple[int, int] | None
+               ) -> tuple[np.memmap, np.memmap, np.memmap | None]:
+    """The memory maps of sequence ``s`` (logits, pseudo-labels, flows or None): new, or reopened to finish."""
+    T, H, W = q["frames"], q["height"], q["width"]
+    h4, w4 = _quarter(H, W)
+    files = _files(root, s)
+    mode = "r+" if q["done"] else "w+"
+    logits = np.memmap(files["logits"], np.float16, mode, shape=(T, num_classes, h4, w4))
+    pseudo = np.memmap(files["pseudo"], np.uint8, mode, shape=(T, H, W))
+    flows = (np.memmap(files["flow"], np.float16, mode, shape=(T, d_range[1] - d_range[0] + 1, 2, h4, w4))
+             if d_range else None)
+    return logits, pseudo, flows
+
+
+def _fill_sequence(source: SequenceSource, s: int, root: Path, manifest: dict[str, Any], *,
+                   backbone: torch.nn.Module, device: torch.device, flow: Any, d_range: tuple[int, int] | None,
+                   bar: tqdm, budget: int | None) -> int:
+    """Compute the rows of sequence ``s`` not done yet, at most ``budget`` (None: all); returns how many.
+
+    The manifest is written after the rows it counts (every 16th, the last, the last of the budget),
+    so a crash never marks unwritten rows done.
+    """
+    q = manifest["sequences"][s]
+    T, H, W = q["frames"], q["height"], q["width"]
+    logits, pseudo, flows = _open_rows(root, s, q, num_classes=int(backbone.num_classes), d_range=d_range)
     computed = 0
-    try:
-        for s, q in enumerate(sequences):
-            if q["done"] >= q["frames"]:
-                continue
-            T, H, W = q["frames"], q["height"], q["width"]
-            h4, w4 = _quarter(H, W)
-            files = _files(root, s)
-            mode = "r+" if q["done"] else "w+"
-            logits = np.memmap(files["logits"], np.float16, mode, shape=(T, c, h4, w4))
-            pseudo = np.memmap(files["pseudo"], np.uint8, mode, shape=(T, H, W))
-            flows = (np.memmap(files["flow"], np.float16, mode, shape=(T, d_range[1] - d_range[0] + 1, 2, h4, w4))
-                     if d_range else None)
-            for t in range(q["done"], T):
-                frame = source.frame(s, t)
-                if frame.shape[:2] != (H, W):
-                    raise DataError(f"sequence {s}: frame {t} is {frame.shape[0]}x{frame.shape[1]}, the sequence "
-                                    f"started at {H}x{W}")
-                logits[t], pseudo[t] = teacher_outputs(backbone, frame, device)
-                if flows is not None:
-                    current = image_to_tensor(frame)[None]  # (1, 3, H, W)
-                    for j, d in enumerate(range(d_range[0], d_range[1] + 1)):
-                        k = t - d
-                        if d == 0 or not 0 <= k < T:
-                            flows[t, j] = 0
-                            continue
-                        reference = image_to_tensor(source.frame(s, k))[None]
-                        flows[t, j] = flow(reference, current)[0].float().numpy().astype(np.float16)
-                q["done"] = t + 1
-                computed += 1
-                bar.update(1)
-                if q["done"] % 16 == 0 or q["done"] == T or (stop_after and computed >= stop_after):
-                    for m in (logits, pseudo, flows):
-                        if m is not None:
-                            m.flush()
-                    _write_manifest(root, manifest)  # after the rows: a crash never marks unwritten rows done
-                if stop_after and computed >= stop_after:
-                    return root
-            del logits, pseudo, flows
-    finally:
-        bar.close()
-    _write_manifest(root, manifest)
-    return root
+    for t in range(q["done"], T):
+        frame = source.frame(s, t)
+        if frame.shape[:2] != (H, W):
+            raise DataError(f"sequence {s}: frame {t} is {frame.shape[0]}x{frame.shape[1]}, the sequence "
+                            f"started at {H}x{W}")
+        logits[t], pseudo[t] = teacher_outputs(backbone, frame, device)
+        if flows is not None:
+            _cache_flows(flows, source, s, t, frame, flow=flow, d_range=d_range)
+        q["done"] = t + 1
+        computed += 1
+        bar.update(1)
+        spent = budget is not None and computed >= budget
+        if q["done"] % 16 == 0 or q["done"] == T or spent:
+            for m in (logits, pseudo, flows):
+                if m is not None:
+                    m.flush()
+            _write_manifest(root, manifest)  # after the rows: a crash never marks unwritten rows done
+        if spent:
+            break
+    del logits, pseudo, flows
+    return computed
+
+
+def _cache_flows(flows: np.memmap, source: SequenceSource, s: int, t: int, frame: np.ndarray, *, flow: Any,
+                 d_range: tuple[int, int]) -> None:
+    """Row ``t`` of ``flows``: the flow of (I_{t-d}, I_t) for each offset d; zero for d = 0 and outside the clip."""
+    T = flows.shape[0]
+    current = image_to_tensor(frame)[None]  # (1, 3, H, W)
+    for j, d in enumerate(range(d_range[0], d_range[1] + 1)):
+        k = t - d
+        if d == 0 or not 0 <= k < T:
+            flows[t, j] = 0
+            continue
+        reference = image_to_tensor(source.frame(s, k))[None]  # (1, 3, H, W)
+        flows[t, j] = flow(reference, current)[0].float().numpy().astype(np.float16)  # (2, h4, w4)
 
 
 class TeacherCache:
@@ -282,7 +327,8 @@ class CachedPairDataset(TargetFrames):
             x = x[:, :, ::-1] if flip else x
             t4, l4, h4, w4 = top // 4, left // 4, ch // 4, cw // 4
             if x.shape[1] < t4 + h4 or x.shape[2] < l4 + w4:
-                x = np.pad(x, [(0, 0), (0, max(0, t4 + h4 - x.shape[1])), (0, max(0, l4 + w4 - x.shape[2]))], mode="edge")
+                pad = [(0, 0), (0, max(0, t4 + h4 - x.shape[1])), (0, max(0, l4 + w4 - x.shape[2]))]
+                x = np.pad(x, pad, mode="edge")
             return np.ascontiguousarray(x[:, t4:t4 + h4, l4:l4 + w4])
 
         item = {

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from evss import train
-from evss.train import stages
 from evss.classes import LABEL_SPACES
 from evss.losses import LossWeights
+from evss.train import stages
 
 THIN = LABEL_SPACES["camvid"].thin
 WEIGHTS = LossWeights(warp=0.3, semantic=0.7, edge=0.11, edge_semantic=0.13)  # all different from the defaults
@@ -52,7 +52,8 @@ def by_hand(net, batch) -> dict[str, torch.Tensor]:
     l_es = F.cross_entropy(f_u * m_f[:, None], es_target, ignore_index=255)
     terms = {"warp": F.cross_entropy(f_w, pseudo), "semantic": F.cross_entropy(f_m, pseudo),
              "edge": l_e.float(), "edge_semantic": l_es}
-    return {**terms, "pseudo": pseudo, "f_u": f_u, "f_m": f_m, "m_f": m_f, "key_pseudo": up(net.backbone(key)).argmax(1)}
+    return {**terms, "pseudo": pseudo, "f_u": f_u, "f_m": f_m, "m_f": m_f,
+            "key_pseudo": up(net.backbone(key)).argmax(1)}
 
 
 def total(terms, weights: LossWeights) -> float:
