@@ -32,9 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evss.apps._eval_data import estimated_flow, eval_source
-from evss.apps.evaluate import Method, _trained_flow, evaluate, variant
 from evss.checkpoint import load_model
+from evss.evaluation import EvalData, Method, eval_source, evaluate, tc_flow_for, trained_flow, variant
 from evss.models.evss import EVSSNet
 
 
@@ -60,7 +59,7 @@ class KeyframeNetUpdate(nn.Module):
 
 
 def rows(model: EVSSNet, config, variants: list[str], oracles: list[str]) -> list[Method]:
-    own = _trained_flow(config, model)
+    own = trained_flow(config, model)
     out = [Method(mode, model, mode, flow=own) for mode in ("per_frame", "warp_only", "evss")]
     for spec in variants:
         name, other, seg = variant(model, config, spec)
@@ -96,11 +95,12 @@ def main() -> None:
     per_clip: dict[str, list[float]] = {m.name: [] for m in methods}
     reports = []
     for seed in (args.seeds if args.data == "synthdrive" else [None]):
-        ns = argparse.Namespace(data=args.data, root=args.root, split="val", clips=args.clips, seed=seed,
-                                size=(256, 512), frames=30)
-        source, gt_flow, default, _ = eval_source(ns)
-        tc_flow = gt_flow if default == "gt" else estimated_flow(default, model, source, torch.device("cpu"))
-        rep = evaluate(methods, source, num_classes=config.num_classes, intervals=tuple(args.intervals),
+        data = EvalData(kind=args.data, root=args.root, split="val", clips=args.clips,
+                        seed=1000 if seed is None else seed, size=(256, 512), frames=30)
+        opened = eval_source(data)
+        default = opened.tc_flow_default
+        tc_flow = tc_flow_for(default, opened, model, torch.device("cpu"), kind=args.data)
+        rep = evaluate(methods, opened.source, num_classes=config.num_classes, intervals=tuple(args.intervals),
                        tc_interval=args.tc_interval, tc_flow=tc_flow, tc_flow_name=default)
         reports.append(rep)
         for name, m in rep["methods"].items():

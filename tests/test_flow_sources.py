@@ -8,7 +8,7 @@ import torch
 
 from conftest import smooth_frames
 from evss.errors import EvssError
-from evss.flow_sources import FLOW_SOURCES, DISFlow, MVFlow, make_flow_source
+from evss.flow_sources import DISFlow, MVFlow, make_flow_source
 from evss.media import open_video, write_video_frames
 from evss.media.motion_vectors import b_frame_distances, vectors_to_flow
 from evss.models.flow import FlowEstimator
@@ -124,31 +124,6 @@ def test_make_flow_source_names():
     assert isinstance(make_flow_source("dis"), DISFlow) and isinstance(make_flow_source("mv"), MVFlow)
     with pytest.raises(EvssError, match="not one of"):
         make_flow_source("raft")
-
-
-@pytest.fixture
-def keep_threads():
-    """`--threads` sets torch's global thread count: put it back for the tests after."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-def test_bench_times_every_flow_source(tmp_path, capsys, keep_threads, tiny_weights):
-    import json
-
-    from evss.cli import main
-    weights = tiny_weights
-    assert main(["bench", "--weights", str(weights), "--size", "64x128", "--frames", "6", "--runs", "1",
-                 "--repeats", "1", "--threads", "1", "--device", "cpu", "--json", str(tmp_path / "b.json")]) == 0
-    res = json.loads((tmp_path / "b.json").read_text())
-    assert set(res["streams"]) == {"per_frame", *(f"{m}_{f}" for m in ("evss", "warp_only") for f in FLOW_SOURCES)}
-    assert {"keyframe", "flow_learned", "flow_dis", "flow_mv", "warp", "conet", "fusion"} <= set(res["parts_ms"])
-    for name in (*FLOW_SOURCES, *(f"warp_only_{f}" for f in FLOW_SOURCES)):
-        r = res["ratios"][name]
-        assert r["non_keyframe_over_keyframe"] > 0 and r["mean_frame_over_per_frame"] > 0
-    assert res["threads"] == 1 and res["size"] == [64, 128]
-    assert "mean frame / per-frame" in capsys.readouterr().out
 
 
 def test_dis_converts_each_streamed_frame_to_grey_once(monkeypatch):

@@ -271,7 +271,7 @@ class _Source:
 
 
 def test_eval_scores_labels_upsampled_from_a_smaller_model_size(tiny_model):
-    from evss.apps.evaluate import Method, eval_memory_plan, evaluate
+    from evss.evaluation import Method, eval_memory_plan, evaluate
     src = _Source()
     zero = lambda s, t: (np.zeros((2, 64, 96), np.float32), None)  # noqa: E731
     methods = [Method(m, tiny_model, m) for m in ("per_frame", "evss")]

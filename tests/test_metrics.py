@@ -16,6 +16,7 @@ from evss.metrics import (
     pixel_accuracy,
     temporal_consistency,
     warp_labels,
+    warp_previous,
 )
 
 # A 2x3 example done by hand; the last target pixel is ignored.
@@ -154,3 +155,51 @@ def test_warp_labels_nearest_and_clamped():
     flow[0] = 1.4  # rounds to +1 column
     assert np.array_equal(warp_labels(lab, flow)[:, :3], lab[:, 1:])
     assert np.array_equal(warp_labels(lab, flow)[:, 3], lab[:, 3])
+
+
+def test_temporal_consistency_pools_pairs_by_position(tmp_path):
+    """Each pair counts in its sequence and, given a position, in that position's pool over all
+    sequences; an unused position has no value. The pools survive a one-rank all_reduce."""
+    warped1, pred1 = np.array([[0, 0], [1, 1]]), np.array([[0, 1], [1, 1]])  # mIoU 7/12
+    same = np.array([[2, 2], [0, 1]])
+    tc = TemporalConsistency(3, positions=3)
+    tc.update(warped1, pred1, position=1)
+    tc.update(same, same, position=0)
+    tc.end_sequence()
+    tc.update(same, same, position=1)
+    tc.end_sequence()
+    by_hand = TemporalConsistency(3)
+    by_hand.update(np.stack([warped1, same]), np.stack([pred1, same]))
+    assert tc.per_sequence == pytest.approx([by_hand.compute(), 1.0])
+    pooled = TemporalConsistency(3)
+    pooled.update(np.stack([warped1, same]), np.stack([pred1, same]))
+    assert tc.by_position()[0] == pytest.approx(1.0) and tc.by_position()[1] == pytest.approx(pooled.compute())
+    assert tc.by_position()[2] is None
+    with pytest.raises(ValueError, match="position 3 is outside 0..2"):
+        tc.update(same, same, position=3)
+    dist = torch.distributed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        before = (list(tc.per_sequence), tc.by_position())
+        assert tc.all_reduce() is tc and (tc.per_sequence, tc.by_position()) == before
+    finally:
+        dist.destroy_process_group()
+    tc.reset()
+    assert tc.by_position() == [None, None, None] and math.isnan(tc.compute())
+
+
+def test_add_pair_warps_the_previous_labels_and_skips_pixels_without_a_match():
+    prev = np.array([[0, 1, 2], [0, 1, 2]], np.uint8)
+    cur = np.array([[1, 2, 0], [1, 2, 2]], np.uint8)
+    flow = np.zeros((2, 2, 3), np.float32)
+    flow[0] = 1.0  # pixel x of frame t was at x + 1: the labels moved one column left
+    valid = np.array([[True, True, False], [True, True, False]])  # the right column is new content
+    warped = warp_previous(prev, flow, valid)
+    assert warped.tolist() == [[1, 2, 255], [1, 2, 255]]
+    assert np.array_equal(warp_previous(prev, flow), warp_labels(prev, flow))
+    tc = TemporalConsistency(3)
+    tc.add_pair(prev, cur, flow, valid)
+    assert tc.compute() == pytest.approx(1.0)
+    tc.reset()
+    tc.add_pair(prev, cur, flow)  # the new column scored: labels 2 against 0 and 2 against 2
+    assert tc.compute() < 1.0

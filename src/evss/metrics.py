@@ -1,6 +1,10 @@
 """Segmentation metrics: confusion matrix, IoU, temporal consistency (Eq. 8) with its label warp,
 corrected labels (Eq. 9).
 
+Temporal consistency has one implementation, :class:`TemporalConsistency` (per sequence and pooled
+by the pair's place in the keyframe interval); `evss eval`, `evss demo` and
+:func:`temporal_consistency` all count through it.
+
 Pure functions on numpy arrays or torch tensors of class ids, plus two small accumulators for
 evaluation loops. Confusion matrices are int64 (C, C) numpy arrays with rows = ground truth
 (target) and columns = prediction.
@@ -124,23 +128,39 @@ def temporal_consistency(warped_preds: Sequence[Sequence[Labels] | Labels],
     return tc.compute()
 
 
+def warp_previous(prev_labels: np.ndarray, flow: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """P^w_{t-1->t} of Eq. (8) ready to score: ``prev_labels`` (H, W) warped by the backward flow
+    (2, H, W) of frame t to t-1, with the pixels that have no true correspondence (``valid`` False:
+    occluded or new content) set to the ignore index, so that they are not counted."""
+    warped = warp_labels(prev_labels, flow)  # (H, W)
+    if valid is not None:  # pixels with no true correspondence are not scored
+        warped = np.where(valid, warped, IGNORE_INDEX).astype(np.uint8)
+    return warped
+
+
 class TemporalConsistency:
     """Accumulates Eq. (8) over a stream: ``update`` each frame, ``end_sequence`` after each video.
 
     ``update(prev_pred_warped, pred)`` adds P^w_{t-1->t} against P_t to the current sequence's
     confusion matrix, skipping pixels that are ``ignore_index`` in either map (a caller can mark
-    occluded or out-of-frame pixels of the warped map that way). ``compute()`` is the mean of the
-    per-sequence mIoUs, counting a sequence that has updates but was not ended yet.
+    occluded or out-of-frame pixels of the warped map that way); ``add_pair`` warps the previous
+    prediction first (:func:`warp_previous`). ``compute()`` is the mean of the per-sequence mIoUs
+    (``per_sequence``), counting a sequence that has updates but was not ended yet.
+
+    With ``positions`` = n, a pair given a ``position`` (the evaluation passes t mod n, the place of
+    the pair (t - 1, t) in a keyframe interval of n) is also pooled over all sequences by that
+    position: ``by_position()`` shows where in the interval consistency is won or lost.
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int | None = IGNORE_INDEX) -> None:
+    def __init__(self, num_classes: int, *, ignore_index: int | None = IGNORE_INDEX, positions: int = 0) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.per_sequence: list[float] = []
         self._current = np.zeros((num_classes, num_classes), dtype=np.int64)
         self._frames = 0
+        self._by_position = [ConfusionMatrix(num_classes, ignore_index) for _ in range(positions)]
 
-    def update(self, prev_pred_warped: Labels, pred: Labels) -> None:
+    def update(self, prev_pred_warped: Labels, pred: Labels, *, position: int | None = None) -> None:
         # IoU is symmetric, so the warped map can take the "target" side, where ignore is skipped.
         warped, cur = _as_int64(prev_pred_warped), _as_int64(pred)
         if isinstance(warped, torch.Tensor) != isinstance(cur, torch.Tensor):
@@ -150,8 +170,20 @@ class TemporalConsistency:
                 warped = torch.where(cur == self.ignore_index, self.ignore_index, warped)
             else:
                 warped = np.where(cur == self.ignore_index, self.ignore_index, warped)
-        self._current += confusion_matrix(cur, warped, self.num_classes, self.ignore_index)
+        pair = confusion_matrix(cur, warped, self.num_classes, self.ignore_index)  # (C, C)
+        self._current += pair
         self._frames += 1
+        if position is not None:
+            if not 0 <= position < len(self._by_position):
+                raise ValueError(f"position {position} is outside 0..{len(self._by_position) - 1} "
+                                 f"(TemporalConsistency(positions={len(self._by_position)}))")
+            self._by_position[position].matrix += pair
+
+    def add_pair(self, prev_labels: np.ndarray, labels: Labels, flow: np.ndarray, valid: np.ndarray | None = None,
+                 *, position: int | None = None) -> None:
+        """Eq. (8) for the pair (t - 1, t): P_{t-1} (``prev_labels``) warped to t by the backward
+        ``flow`` (``valid`` False: not scored) against P_t (``labels``)."""
+        self.update(warp_previous(prev_labels, flow, valid), labels, position=position)
 
     def end_sequence(self) -> None:
         if self._frames:
@@ -163,10 +195,29 @@ class TemporalConsistency:
         values = self.per_sequence + ([mean_iou(self._current)] if self._frames else [])
         return float(np.mean(values)) if values else float("nan")
 
+    def by_position(self) -> list[float | None]:
+        """mIoU of the pairs pooled at each position (None where no pixel was counted)."""
+        return [mean_iou(cm.matrix) if cm.matrix.any() else None for cm in self._by_position]
+
+    def all_reduce(self) -> TemporalConsistency:
+        """Join the torch.distributed ranks (no-op when not initialised; call after ``end_sequence``):
+        every rank gets all ranks' per-sequence values in rank order and the summed position counts."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self.per_sequence)
+        self.per_sequence = [float(v) for values in gathered for v in values]
+        for cm in self._by_position:
+            cm.all_reduce()
+        return self
+
     def reset(self) -> None:
         self.per_sequence = []
         self._current[:] = 0
         self._frames = 0
+        for cm in self._by_position:
+            cm.reset()
 
 
 class ConfusionMatrix:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -102,13 +103,12 @@ def _decode_fields(path: Path) -> tuple[list, float, float, float]:
 
 def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: int, frames: int, runs: int,
           warmup: int, repeats: int = 2, dtype=None) -> dict:
+    """Time each part, then the streams (per-frame, EVSS and warp-only with each flow source) and their ratios."""
     dtype = dtype or torch.float32
     h, w = size
     model.prepare_inference()  # as VideoSegmenter does: BN folded, NHWC for SwiftNet
     model = model.to(device, dtype).eval()
     clip = generate_clip(SynthDriveConfig(height=h, width=w, frames=max(frames, 2)), seed=0)
-    key = pad_to_multiple(to_tensor(clip.frames[0], device, dtype), 32)  # (1, 3, Hp, Wp)
-    cur = pad_to_multiple(to_tensor(clip.frames[1], device, dtype), 32)
     result: dict = {"parts_ms": {}, "streams": {}, "ratios": {}}
     fields = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,53 +116,71 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
             mp4 = write_video_frames(Path(tmp) / "clip.mp4", clip.frames, fps=15, crf=18)
             fields, dec, dec_mv, build = _decode_fields(mp4)
             result["decode_ms"] = {"plain": dec, "export_mvs": dec_mv, "mv_field": build}
+    timing = {"runs": runs, "warmup": warmup, "device": device}
+    sources = _time_parts(model, clip, result["parts_ms"], flows=flows, fields=fields, dtype=dtype, **timing)
+    result["streams"] = _time_streams(model, clip, sources, fields=fields, flows=flows, interval=interval,
+                                      frames=frames, repeats=repeats, device=device, dtype=dtype)
+    result["ratios"] = _ratios(result["streams"], flows, result.get("decode_ms"))
+    return result
 
-    parts = result["parts_ms"]
+
+def _time_parts(model, clip, parts: dict[str, float], *, flows: list[str], fields: list | None, dtype, runs: int,
+                warmup: int, device) -> dict[str, Any]:
+    """Fills ``parts`` with the median ms of each part on the clip's first two frames; returns the flow sources."""
+    h, w = clip.frames[0].shape[:2]
+    key = pad_to_multiple(to_tensor(clip.frames[0], device, dtype), 32)  # (1, 3, Hp, Wp)
+    cur = pad_to_multiple(to_tensor(clip.frames[1], device, dtype), 32)
+    timing = {"runs": runs, "warmup": warmup, "device": device}
     with torch.inference_mode():
         feat = model.backbone(key)  # (1, C, h, w)
         size = (h, w)
-        parts["keyframe"] = timed(lambda: labels_from_quarter(model.backbone(key), size), runs=runs, warmup=warmup,
-                                  device=device)  # backbone + labels: what a keyframe costs the segmenter
-        parts["backbone"] = timed(lambda: model.backbone(key), runs=runs, warmup=warmup, device=device)
-        parts["labels_fast"] = timed(lambda: labels_from_quarter(feat, size), runs=runs, warmup=warmup, device=device)
-        parts["labels_exact"] = timed(lambda: labels_from_quarter(feat, size, exact=True), runs=runs, warmup=warmup,
-                                      device=device)
+        parts["keyframe"] = timed(lambda: labels_from_quarter(model.backbone(key), size),
+                                  **timing)  # backbone + labels: what a keyframe costs the segmenter
+        parts["backbone"] = timed(lambda: model.backbone(key), **timing)
+        parts["labels_fast"] = timed(lambda: labels_from_quarter(feat, size), **timing)
+        parts["labels_exact"] = timed(lambda: labels_from_quarter(feat, size, exact=True), **timing)
         sources = {}
         for name in flows:
             src = make_flow_source(name, model)
             if isinstance(src, MVFlow):
                 src.feed(fields[1])
             sources[name] = src
-            parts[f"flow_{name}"] = timed(lambda: src(key, cur), runs=runs, warmup=warmup, device=device)
+            parts[f"flow_{name}"] = timed(lambda src=src: src(key, cur), **timing)
         flow = model.flow(key, cur)
         warped = warp(feat, flow)
         upd, edge = model.correction(cur, warped)
         pred = feat.argmax(1)
-        parts["warp"] = timed(lambda: warp(feat, flow), runs=runs, warmup=warmup, device=device)
-        parts["conet"] = timed(lambda: model.correction(cur, warped), runs=runs, warmup=warmup, device=device)
+        parts["warp"] = timed(lambda: warp(feat, flow), **timing)
+        parts["conet"] = timed(lambda: model.correction(cur, warped), **timing)
 
         def fusion():  # Eqs. (3)-(5) on the 1/4 grid, as the segmenter does (labels are timed apart)
             return merge(warped, upd, model.correction.edge_probability(edge), pred, model.distortion)
 
-        parts["fusion"] = timed(fusion, runs=runs, warmup=warmup, device=device)
+        parts["fusion"] = timed(fusion, **timing)
+    return sources
 
-    def stream(mode: str, flow_name: str | None, times: dict[str, list[float]]) -> int:
-        """One pass over the clip; appends per-frame seconds to times["key"/"non"]; returns keyframes."""
-        src = sources.get(flow_name) if flow_name else None
-        seg = VideoSegmenter(model, config=SegmenterConfig(mode=mode, keyframe_interval=interval), device=device,
-                             flow=src, dtype=dtype)
-        for f in clip.frames[:2]:  # warm-up: allocations, caches
-            seg.step(f)
-        seg.reset()
-        keys = 0
-        for t in range(frames):
-            if isinstance(src, MVFlow):
-                src.feed(fields[t])
-            r = seg.step(clip.frames[t])
-            times["key" if r.is_keyframe else "non"].append(r.seconds)
-            keys += r.is_keyframe
-        return keys
 
+def _stream(model, clip, src, *, mode: str, fields: list | None, interval: int, frames: int, device, dtype,
+            times: dict[str, list[float]]) -> int:
+    """One pass over the clip; appends per-frame seconds to times["key"/"non"]; returns keyframes."""
+    seg = VideoSegmenter(model, config=SegmenterConfig(mode=mode, keyframe_interval=interval), device=device,
+                         flow=src, dtype=dtype)
+    for f in clip.frames[:2]:  # warm-up: allocations, caches
+        seg.step(f)
+    seg.reset()
+    keys = 0
+    for t in range(frames):
+        if isinstance(src, MVFlow):
+            src.feed(fields[t])
+        r = seg.step(clip.frames[t])
+        times["key" if r.is_keyframe else "non"].append(r.seconds)
+        keys += r.is_keyframe
+    return keys
+
+
+def _time_streams(model, clip, sources: dict[str, Any], *, fields: list | None, flows: list[str], interval: int,
+                  frames: int, repeats: int, device, dtype) -> dict[str, dict]:
+    """Median keyframe and non-keyframe ms of each stream, and the mean frame they give."""
     # Streams take turns, ``repeats`` times, so a noisy neighbour on the machine hits them alike.
     # EVSS and warp-only (the default mode of weights whose CoNet does not pay off) with each flow
     configs = {"per_frame": ("per_frame", None), **{f"evss_{n}": ("evss", n) for n in flows},
@@ -171,26 +189,34 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
     keyframes = {}
     for _ in range(repeats):
         for name, (mode, flow_name) in configs.items():
-            keyframes[name] = stream(mode, flow_name, times[name])
-    streams = result["streams"]
+            src = sources.get(flow_name) if flow_name else None
+            keyframes[name] = _stream(model, clip, src, mode=mode, fields=fields, interval=interval, frames=frames,
+                                      device=device, dtype=dtype, times=times[name])
+    streams = {}
     for name in configs:
         key, non = _median_ms(times[name]["key"]), _median_ms(times[name]["non"])
         k = keyframes[name]
         # the mean frame from the medians: robust to a few frames slowed by other processes
         streams[name] = {"frames": frames, "keyframes": k, "ms_keyframe": key, "ms_non_keyframe": non,
                          "ms_mean_frame": (k * key + (frames - k) * (non or 0.0)) / frames, "repeats": repeats}
+    return streams
+
+
+def _ratios(streams: dict[str, dict], flows: list[str], decode_ms: dict[str, float] | None) -> dict[str, dict]:
+    """Non-keyframe / keyframe and mean frame / per-frame of each flow source's streams (EVSS: key NAME)."""
     base = streams["per_frame"]["ms_mean_frame"]
+    ratios = {}
     for stream, name in [(f"{mode}_{n}", n) for mode in ("evss", "warp_only") for n in flows]:
         s = streams[stream]
         if name == "mv":  # building the field is decode-side work, but it is work: count it
-            s["ms_mean_frame_with_field"] = s["ms_mean_frame"] + result["decode_ms"]["mv_field"] * (
+            s["ms_mean_frame_with_field"] = s["ms_mean_frame"] + decode_ms["mv_field"] * (
                 s["frames"] - s["keyframes"]) / s["frames"]
-        result["ratios"][name if stream.startswith("evss_") else stream] = {
+        ratios[name if stream.startswith("evss_") else stream] = {
             "non_keyframe_over_keyframe": (s["ms_non_keyframe"] / s["ms_keyframe"]
                                            if s["ms_non_keyframe"] and s["ms_keyframe"] else None),
             "mean_frame_over_per_frame": s.get("ms_mean_frame_with_field", s["ms_mean_frame"]) / base,
         }
-    return result
+    return ratios
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,14 +238,23 @@ def run(args: argparse.Namespace) -> int:
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else platform.processor() or platform.machine()),
               "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
-              "torch": torch.__version__, "backend": args.backend, "keyframe_interval": args.keyframe_interval, "runs": args.runs,
-              "warmup": args.warmup}
+              "torch": torch.__version__, "backend": args.backend, "keyframe_interval": args.keyframe_interval,
+              "runs": args.runs, "warmup": args.warmup}
     print(f"evss bench: {described} ({config.name}), {w}x{h}, device {header['device_name']} ({device}), "
           f"threads {header['threads']}, {header['dtype']}, interval {args.keyframe_interval}, "
           f"median of {args.runs} after {args.warmup} warm-up")
     res = {**header, **bench(model, size=(h, w), device=device, flows=args.flow, interval=args.keyframe_interval,
                              frames=args.frames, runs=args.runs, warmup=args.warmup, repeats=args.repeats,
                              dtype=dtype)}
+    _print_tables(res, args.frames)
+    if args.json:
+        atomic_write(args.json, lambda p: p.write_text(json.dumps(res, indent=2) + "\n"))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _print_tables(res: dict, frames: int) -> None:
+    """The parts and the streams as markdown tables on stdout."""
     print("\n| part | ms |\n|---|---:|")
     for part, ms in res["parts_ms"].items():
         print(f"| {part} | {ms:.1f} |")
@@ -231,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     def ms(v, spec=".1f"):
         return "n/a" if v is None else format(v, spec)
 
-    print(f"\n| stream ({args.frames} frames) | keyframes | ms keyframe | ms non-keyframe | ms mean frame | "
+    print(f"\n| stream ({frames} frames) | keyframes | ms keyframe | ms non-keyframe | ms mean frame | "
           "non-key / key | mean frame / per-frame |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, s in res["streams"].items():
         r = res["ratios"].get(name.removeprefix("evss_"), {})
@@ -239,7 +274,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {name} | {s['keyframes']} | {ms(s['ms_keyframe'])} | {ms(s['ms_non_keyframe'])} | {ms(mean)} | "
               f"{ms(r.get('non_keyframe_over_keyframe'), '.2f') if r else '-'} | "
               f"{ms(r.get('mean_frame_over_per_frame'), '.2f') if r else '1.00'} |")
-    if args.json:
-        atomic_write(args.json, lambda p: p.write_text(json.dumps(res, indent=2) + "\n"))
-        print(f"\nwrote {args.json}")
-    return 0

@@ -18,26 +18,37 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from evss.checkpoint import DEMO_WEIGHTS, load_weights
-from evss.data.synthdrive import SynthDriveConfig, generate_clip
+from evss.data.synthdrive import Clip, SynthDriveConfig, generate_clip
 from evss.device import resolve_device
 from evss.errors import EvssError
 from evss.flow_sources import make_flow_source
 from evss.media import atomic_write
+from evss.metrics import ConfusionMatrix, TemporalConsistency
 from evss.pipeline.outputs import Outputs, VideoSink
-from evss.metrics import ConfusionMatrix, warp_labels
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 from evss.visualize import overlay, panel
 
 
 def _mean_ms(values: list[float]) -> float | None:
     return 1000 * sum(values) / len(values) if values else None
+
+
+@dataclass
+class _Streamed:
+    """What the streaming run measured: mIoU against the ground truth, Eq. (8), step times."""
+
+    cm: ConfusionMatrix
+    tc: TemporalConsistency
+    key_s: list[float] = field(default_factory=list)
+    non_s: list[float] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +82,21 @@ def run(args: argparse.Namespace) -> int:
     if config.label_space != "camvid":
         print(f"note: the model predicts {config.label_space} classes but SynthDrive is labelled in CamVid-11; "
               "the mIoU is not meaningful", file=sys.stderr)
+    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode),
+                         device=device, flow=make_flow_source(flow_name, model), return_maps=True)
+    streamed = _stream(seg, clip, out, fps=Fraction(synth.fps).limit_denominator(1000), config=config)
+    base_cm, base_s = _per_frame(model, clip, device, num_classes=config.num_classes)
+    summary = _summary(args, streamed, base_cm, base_s, described=described, trained=trained, config=config,
+                       mode=mode, flow_name=flow_name, device=device)
+    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    _print_summary(summary, mode, trained)
+    print(f"wrote {out / 'overlay.mp4'}, {out / 'panel.mp4'}, {out / 'summary.json'}")
+    return 0
 
-    fps = Fraction(synth.fps).limit_denominator(1000)
+
+def _stream(seg: VideoSegmenter, clip: Clip, out: Path, *, fps: Fraction, config: Any) -> _Streamed:
+    """Algorithm 1 over the clip, writing overlay.mp4 and panel.mp4 (under their names only when complete)."""
+    h, w = clip.frames[0].shape[:2]
     outputs = Outputs()  # both videos appear under their names only when complete
     try:
         overlay_mp4 = outputs.add(VideoSink(out / "overlay.mp4", fps=fps, height=h, width=w))
@@ -80,53 +104,63 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         outputs.discard()
         raise
-    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode),
-                         device=device, flow=make_flow_source(flow_name, model), return_maps=True)
-    cm, tc_cm = ConfusionMatrix(config.num_classes), ConfusionMatrix(config.num_classes)
-    key_s, non_s, prev = [], [], None
-    complete = False
+    got = _Streamed(ConfusionMatrix(config.num_classes), TemporalConsistency(config.num_classes))
+    complete, prev = False, None
     try:
         for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
             r = seg.step(frame)
-            cm.update(r.labels, gt)
-            if prev is not None:  # Eq. (8): P_{t-1} warped to t by the true flow vs P_t
-                warped = warp_labels(prev, clip.flow_bwd[t])
-                tc_cm.update(r.labels, np.where(clip.occlusion[t], 255, warped).astype(np.uint8))
+            got.cm.update(r.labels, gt)
+            if prev is not None:  # Eq. (8): P_{t-1} warped to t by the true flow vs P_t, occlusions not scored
+                got.tc.add_pair(prev, r.labels, clip.flow_bwd[t], ~clip.occlusion[t])
             prev = r.labels
             if t > 0:  # frame 0 carries one-off allocations
-                (key_s if r.is_keyframe else non_s).append(r.seconds)
+                (got.key_s if r.is_keyframe else got.non_s).append(r.seconds)
             overlay_mp4.write(t, None, overlay(frame, r.labels, label_space=config.label_space))
             panel_mp4.write(t, None, panel(frame, r.labels, ground_truth=gt, fine_map=r.maps.get("fine"),
                                            label_space=config.label_space, is_keyframe=r.is_keyframe))
-        complete = overlay_mp4.frames_written == args.frames
+        complete = overlay_mp4.frames_written == len(clip.frames)
     finally:
         outputs.finish(keep=complete)
+    return got
 
+
+def _per_frame(model: Any, clip: Clip, device: torch.device, *, num_classes: int
+               ) -> tuple[ConfusionMatrix, list[float]]:
+    """The per-frame backbone on the same frames: its confusion matrix and step times (frames 1..T-1)."""
     base = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"), device=device)
-    base_cm, base_s = ConfusionMatrix(config.num_classes), []
+    base_cm, base_s = ConfusionMatrix(num_classes), []
     for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
         r = base.step(frame)
         base_cm.update(r.labels, gt)
         if t > 0:
             base_s.append(r.seconds)
+    return base_cm, base_s
 
-    evss_frames = key_s + non_s
+
+def _summary(args: argparse.Namespace, streamed: _Streamed, base_cm: ConfusionMatrix, base_s: list[float], *,
+             described: str, trained: bool, config: Any, mode: str, flow_name: str,
+             device: torch.device) -> dict[str, Any]:
+    """summary.json's content."""
+    h, w = args.size
+    evss_frames = streamed.key_s + streamed.non_s
     summary = {
         "weights": described, "trained": trained, "preset": config.name, "label_space": config.label_space,
         "frames": args.frames, "height": h, "width": w, "seed": args.seed,
-        "keyframe_interval": args.keyframe_interval, "mode": mode, "flow_source": flow_name, "device": str(device), "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "miou": cm.compute()["miou"], "miou_per_frame": base_cm.compute()["miou"],
-        "temporal_consistency": tc_cm.compute()["miou"] if args.frames > 1 else None,
-        "ms_per_keyframe": _mean_ms(key_s), "ms_per_non_keyframe": _mean_ms(non_s),
+        "keyframe_interval": args.keyframe_interval, "mode": mode, "flow_source": flow_name, "device": str(device),
+        "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "miou": streamed.cm.compute()["miou"], "miou_per_frame": base_cm.compute()["miou"],
+        "temporal_consistency": streamed.tc.compute() if args.frames > 1 else None,
+        "ms_per_keyframe": _mean_ms(streamed.key_s), "ms_per_non_keyframe": _mean_ms(streamed.non_s),
         "ms_per_frame_evss": _mean_ms(evss_frames), "ms_per_frame_per_frame_baseline": _mean_ms(base_s),
         "timing_note": "means over frames 1..T-1 (frame 0 warms up), model time only",
         "files": ["overlay.mp4", "panel.mp4", "summary.json"],
     }
     if summary["ms_per_frame_evss"] and summary["ms_per_frame_per_frame_baseline"]:
         summary["speedup_vs_per_frame"] = summary["ms_per_frame_per_frame_baseline"] / summary["ms_per_frame_evss"]
-    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    return summary
 
+
+def _print_summary(summary: dict[str, Any], mode: str, trained: bool) -> None:
     def pct(v):
         return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
 
@@ -143,5 +177,3 @@ def run(args: argparse.Namespace) -> int:
     if not trained:
         print(f"note: untrained weights ({DEMO_WEIGHTS!r} is not shipped yet): the labels and mIoU are "
               "not meaningful, the timing is", file=sys.stderr)
-    print(f"wrote {out / 'overlay.mp4'}, {out / 'panel.mp4'}, {out / 'summary.json'}")
-    return 0

@@ -1,10 +1,15 @@
-"""What `evss eval` runs on: the sequence source of ``--data`` and the flow that temporal
-consistency (Eq. 8) warps the previous prediction with."""
+"""What an evaluation runs on: the sequence source of a data set and the flow that temporal
+consistency (Eq. 8) warps the previous prediction with.
+
+:class:`EvalData` names the data (SynthDrive generated on the fly or read from disk, or a CamVid
+split); :func:`eval_source` opens it as an :class:`EvalSource`: the sequences, the ground-truth flow
+lookup where the data has one, the default TC flow and the label space.
+"""
 
 from __future__ import annotations
 
-import argparse
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +29,36 @@ from evss.tensors import to_tensor
 # (sequence, frame) -> (backward flow (2, H, W) of frame t to t-1 in pixels, valid mask (H, W) or None)
 FlowLookup = Callable[[int, int], "tuple[np.ndarray, np.ndarray | None]"]
 CAMVID_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "camvid"  # beside the checkout
+TC_FLOWS = ("gt", "learned", "dis", "none")
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The data of an evaluation.
+
+    ``kind``: "synthdrive" or "camvid". ``root``: a SynthDrive folder written by `evss synth` (None:
+    generate ``clips`` clips of ``frames`` frames at ``size`` (H, W) from ``seed``) or the CamVid
+    root (None: ../shared/data/camvid beside the checkout); ``split``: the CamVid split.
+    """
+
+    kind: str = "synthdrive"
+    root: Path | None = None
+    split: str = "val"
+    clips: int = 8
+    seed: int = 1000  # apart from the training seeds
+    size: tuple[int, int] = (256, 512)
+    frames: int = 30
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """An opened :class:`EvalData`: ``source`` (a ``SequenceSource``), ``gt_flow`` (the true flow
+    with its valid mask, None for real video), the TC flow used when none is named, the label space."""
+
+    source: Any
+    gt_flow: FlowLookup | None
+    tc_flow_default: str
+    label_space: str
 
 
 def model_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -31,28 +66,41 @@ def model_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return frame if size is None else resize_image(frame, *size)
 
 
-def eval_source(args: argparse.Namespace) -> tuple[Any, FlowLookup | None, str, str]:
-    """(source, ground-truth TC flow lookup or None, default TC flow name, label space) of ``--data``."""
-    if args.data == "synthdrive":
-        if args.root is not None:
-            ds = SynthDriveDataset(args.root)
+def eval_source(data: EvalData) -> EvalSource:
+    """Open ``data``: its sequences, ground-truth TC flow (SynthDrive), default TC flow and label space."""
+    if data.kind == "synthdrive":
+        if data.root is not None:
+            ds = SynthDriveDataset(data.root)
         else:
-            h, w = args.size
-            ds = SynthDriveDataset(None, clips=args.clips, seed=args.seed,
-                                   config=SynthDriveConfig(height=h, width=w, frames=args.frames))
+            h, w = data.size
+            ds = SynthDriveDataset(None, clips=data.clips, seed=data.seed,
+                                   config=SynthDriveConfig(height=h, width=w, frames=data.frames))
         source = ClipSource(ds)  # keeps the last clip: its frames, labels and flow are read together
 
         def gt_flow(s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
             c = source.clip(s)
             return c.flow_bwd[t], ~c.occlusion[t]
 
-        return source, gt_flow, "gt", "camvid"
-    if args.data == "camvid":
-        root = args.root or CAMVID_ROOT
+        return EvalSource(source, gt_flow, "gt", "camvid")
+    if data.kind == "camvid":
+        root = data.root or CAMVID_ROOT
         if not root.exists():
             raise EvssError(f"CamVid root {root} does not exist (pass --root)")
-        return CamVid(root, args.split, max_step=2), None, "dis", "camvid"
-    raise EvssError(f"unknown --data {args.data!r}")
+        return EvalSource(CamVid(root, data.split, max_step=2), None, "dis", "camvid")
+    raise EvssError(f"unknown --data {data.kind!r}")
+
+
+def tc_flow_for(name: str, opened: EvalSource, model: Any, device: torch.device, *, kind: str,
+            model_size: tuple[int, int] | None = None) -> FlowLookup | None:
+    """The flow TC warps with, by ``name`` (see :data:`TC_FLOWS`): None for "none", the data's own for
+    "gt", an estimate for "learned" (``model``'s FlowNet) and "dis"; ``kind`` names the data in errors."""
+    if name == "none":
+        return None
+    if name in ("learned", "dis"):
+        return estimated_flow(name, model, opened.source, device, model_size)
+    if opened.gt_flow is None:
+        raise EvssError(f"--tc-flow gt needs ground-truth flow, which {kind} does not have")
+    return opened.gt_flow
 
 
 def estimated_flow(name: str, model: Any, source: Any, device: torch.device,
