@@ -25,8 +25,21 @@ def _map_list(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="video file (anything FFmpeg reads), folder of frames, or a quoted glob")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output video (.mp4)")
+    p.add_argument("input", nargs="*",
+                   help="video file (anything FFmpeg reads), folder of frames, or a quoted glob; several inputs, a "
+                        "folder of videos or a glob of videos make a batch (see --workers)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output video (.mp4); for a batch, the folder that gets one DIR/<name>.mp4 per input and "
+                        "the manifest DIR/evss-batch.jsonl")
+    b = p.add_argument_group("many inputs")
+    b.add_argument("--list", type=Path, metavar="FILE", dest="list_file",
+                   help="also segment the inputs listed in FILE, one path per line (# comments)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="a batch's worker processes, each loading the model once (default: one per CPU core, "
+                        "with --threads 1 each unless --threads says otherwise)")
+    b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the batch on a Ray cluster at ADDRESS (no address: a local Ray runtime); outputs must be "
+                        "on a filesystem every node sees; needs pip install 'evss[cluster]'")
     g = p.add_argument_group("output")
     g.add_argument("--layout", choices=LAYOUTS, default="overlay",
                    help="overlay: labels blended over the frame; side: frame and labels side by side")
@@ -55,8 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--propagation", choices=PROPAGATIONS, default="composed",
                    help="composed (default): warp the keyframe's features once along the frame-to-frame flows "
                         "composed back to it; chained: warp the previous frame's warped features again, as "
-                        "Algorithm 1 line 18 is written (blurs with every bilinear resample); merged: warp the previous "
-                        "frame's merged features F^m (not in the paper; an ablation of line 18, far less accurate: README)")
+                        "Algorithm 1 line 18 is written (blurs with every bilinear resample); merged: warp the "
+                        "previous frame's merged features F^m (not in the paper; an ablation of line 18, far less "
+                        "accurate: README)")
     m.add_argument("--adaptive", action="store_true",
                    help="start keyframes when the fine distortion map says propagation degraded; "
                         "--keyframe-interval is then unused and --max-interval bounds the gap")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -51,12 +52,14 @@ def stderr_notice(msg: str) -> None:
 
 def segment_video(source: str | Path, output: str | Path, options: SegmentOptions = SegmentOptions(),
                   outputs: OutputOptions = OutputOptions(), *, weights: LoadedWeights | None = None,
-                  notice: Notice = stderr_notice) -> SegmentReport:
+                  notice: Notice = stderr_notice, on_frame: Callable[[], None] | None = None) -> SegmentReport:
     """Segment ``source`` into the video ``output`` (and the label/map outputs ``outputs`` asks for).
 
     ``weights`` reuses a model from :func:`evss.pipeline.load` across calls (default: load
     ``options.weights``). Notes (audio dropped, downscaling, damaged frames) go to ``notice``.
-    Returns the run's :class:`SegmentReport`; ``report.interrupted`` says Ctrl-C stopped it early.
+    ``on_frame`` is called after each input frame (a caller's progress); an exception it raises
+    stops the run and discards its outputs. Returns the run's :class:`SegmentReport`;
+    ``report.interrupted`` says Ctrl-C stopped it early.
     """
     out = Path(output)
     if out.exists() and out.is_dir():
@@ -71,7 +74,7 @@ def segment_video(source: str | Path, output: str | Path, options: SegmentOption
     sinks, video = _open_sinks(run, out, outputs)
     progress = Progress()
     t0 = time.perf_counter()
-    written, map_files = _encode(run, sinks, video, outputs, progress, quiet=not options.progress)
+    written, map_files = _encode(run, sinks, video, outputs, progress, quiet=not options.progress, on_frame=on_frame)
     return report(progress, run.reader, source, out, written=written, wall=time.perf_counter() - t0,
                   frames_announced=run.info.frames, map_files=map_files, outputs=outputs, notice=notice)
 
@@ -121,7 +124,7 @@ def _writer(run: Run, sinks: Outputs, video: VideoSink, outputs: OutputOptions):
 
 
 def _encode(run: Run, sinks: Outputs, video: VideoSink, outputs: OutputOptions, progress: Progress, *,
-            quiet: bool) -> tuple[int, list[Path]]:
+            quiet: bool, on_frame: Callable[[], None] | None = None) -> tuple[int, list[Path]]:
     """Run the frame loop into the encoder; finish (or discard) the outputs. (frames written, map videos)."""
     encoder = BackgroundWriter(_writer(run, sinks, video, outputs), depth=run.plan.depth)
     # decoding runs ahead in a thread, at most plan.depth frames (none for huge frames)
@@ -132,6 +135,8 @@ def _encode(run: Run, sinks: Outputs, video: VideoSink, outputs: OutputOptions, 
     def tick() -> None:
         bar.update(1)
         bar.set_postfix(keyframes=progress.keyframes, refresh=False)
+        if on_frame is not None:
+            on_frame()
 
     try:
         with StopOnSigint() as stop:
