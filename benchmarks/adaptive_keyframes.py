@@ -30,10 +30,9 @@ import torch
 from evss.checkpoint import load_weights
 from evss.cli.args import size
 from evss.data.synthdrive import SynthDriveConfig, generate_clip
-from evss.keyframes import AdaptiveKeyframes, FlowProbe
+from evss.keyframes import AdaptiveKeyframes, FixedInterval, FlowProbe
 from evss.metrics import ConfusionMatrix
 from evss.segmenter import SegmenterConfig, VideoSegmenter
-from evss.keyframes import FixedInterval
 
 QUANTILES = (0.5, 0.7, 0.8, 0.9, 0.95)
 

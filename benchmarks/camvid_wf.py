@@ -3,8 +3,9 @@
     python benchmarks/camvid_wf.py --weights camvid --threads 2   # from the project root
 
 Each clip streams through ``VideoSegmenter`` (EVSS, the weights' flow, fixed keyframe interval) once
-per w_f (and per ``--modes``, ``--coarse-references`` and ``--combines``); every non-keyframe's labels are scored against the keyframe network's own per-frame
-labels (agreement mIoU, as ``benchmarks/dis_presets.py`` and ``benchmarks/propagation.py`` do).
+per w_f (and per ``--modes``, ``--coarse-references`` and ``--combines``); every non-keyframe's labels
+are scored against the keyframe network's own per-frame labels (agreement mIoU, as
+``benchmarks/dis_presets.py`` and ``benchmarks/propagation.py`` do).
 Warp-only is printed for reference. Also: the same on the CamVid val clip against its labels (a
 check, looked at after the choice).
 """

@@ -11,7 +11,8 @@ keyframe's features warped along the weights' flow source with the frame-to-fram
 as `evss segment` runs) the 1/4-grid pixels are split by M^c (0 / 1) and M^e (below / above 0.5),
 and for each region the script prints its share of the labelled pixels and how often the argmax of
 F^w, of F^u, and of the features fused (Eq. 5) under the fine map (the weights' own w_f), the edge
-map alone and the coarse map alone equals the ground truth there, scored at full resolution; the last row of each interval is the mIoU of each column over all pixels. Where
+map alone and the coarse map alone equals the ground truth there, scored at full resolution; the last row
+of each interval is the mIoU of each column over all pixels. Where
 F^w beats F^u in "M^c only", the coarse map costs accuracy; where F^u beats F^w everywhere, the map
 that hands most to F^u wins, whichever it is.
 """

@@ -171,7 +171,8 @@ def main() -> None:
              "(Algorithm 1, line 8). All three return the backward flow of the current frame to the previous one "
              "on the 1/4 grid, in 1/4-grid pixels (the convention of `evss.models.warp`).", "",
              "* `learned`: the model's FlowNet (the paper's N_flow), trained with the rest of EVSS.",
-             "* `dis`: OpenCV's DIS optical flow (`cv2.DISOpticalFlow_create`, preset ultrafast by default) on the full-resolution "
+             "* `dis`: OpenCV's DIS optical flow (`cv2.DISOpticalFlow_create`, preset ultrafast by default) on the "
+             "full-resolution "
              "grey frames, DIS(current -> previous), averaged onto the 1/4 grid. No training; a CPU library.",
              "* `mv`: the block motion vectors the H.264/MPEG decoder already has (`flags2=+export_mvs`). The reader "
              "turns them into a dense field per frame (`evss.media.motion_vectors.vectors_to_flow`): each block's "
@@ -185,7 +186,8 @@ def main() -> None:
              f"(4x4 area mean), in full-resolution pixels, over cells without occluded pixels. ms: median per frame "
              f"pair at {w}x{h} (padded to multiples of 32). mIoU: EVSS at keyframe interval {a.interval}; per-frame "
              f"backbone mIoU {100 * base:.1f}%. Command: `python benchmarks/flow_sources.py --weights "
-             f"{a.weights or '(default)'} --clips {a.clips} --frames {a.frames} --size {a.size[0]}x{a.size[1]} --threads {a.threads}`.",
+             f"{a.weights or '(default)'} --clips {a.clips} --frames {a.frames} --size {a.size[0]}x{a.size[1]} "
+             f"--threads {a.threads}`.",
              "", "| source | EPE (px) | ms / frame | mIoU @ interval %d |" % a.interval, "|---|---:|---:|---:|"]
     for r in rows:
         ms = "-" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.1f}"

@@ -51,7 +51,7 @@ def main() -> None:
             h, w = size_hw
             hp, wp = -(-h // 32) * 32, -(-w // 32) * 32  # the segmenter pads to a multiple of 32
             image = torch.rand(1, 3, hp, wp)
-            for name, model in models.items():
+            for model in models.values():
                 keyframe(model, image, (h, w))  # warm-up
             for _ in range(args.rounds):
                 for name, model in models.items():

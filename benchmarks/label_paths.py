@@ -38,7 +38,7 @@ def main() -> None:
     c = config.num_classes
     for label in labels:
         label[label >= c] = 255  # CamVid's void (11) is ignored
-    print(f"| mode | mIoU fast | mIoU exact | fast - exact | pixels differing (%) |")
+    print("| mode | mIoU fast | mIoU exact | fast - exact | pixels differing (%) |")
     print("|---|---:|---:|---:|---:|")
     for mode, k in (("per_frame", 1), ("warp_only", args.interval), ("evss", args.interval)):
         preds = {}

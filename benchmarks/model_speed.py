@@ -72,7 +72,7 @@ def bench(name: str, h: int, w: int, runs: int, warmup: int, device: torch.devic
             n = sum(p.numel() for p in module.parameters()) if module is not None else 0
             rows[part] = {"params": n, "gflops": flops(fn), "seconds": timed(fn, runs, warmup, device)}
         key_t = timed(lambda: fusion_key(model, key), runs, warmup, device)
-    non = rows["flow"]["seconds"] + rows["warp"]["seconds"] + rows["conet"]["seconds"] + rows["fusion+upsample"]["seconds"]
+    non = sum(rows[part]["seconds"] for part in ("flow", "warp", "conet", "fusion+upsample"))
     rows["keyframe (backbone+upsample)"] = {"params": rows["backbone"]["params"], "gflops": rows["backbone"]["gflops"],
                                             "seconds": key_t}
     rows["non-keyframe (sum)"] = {"params": 0, "gflops": sum(rows[p]["gflops"] for p in ("flow", "warp", "conet")),
@@ -102,7 +102,7 @@ def main() -> None:
     for name in a.presets:
         rows = bench(name, h, w, a.runs, a.warmup, device)
         print(f"\npreset {name}")
-        print(f"| part | params | GFLOPs | ms |\n|---|---:|---:|---:|")
+        print("| part | params | GFLOPs | ms |\n|---|---:|---:|---:|")
         for part, r in rows.items():
             print(f"| {part} | {r['params']:,} | {r['gflops']:.2f} | {r['seconds'] * 1000:.1f} |")
         ratio = rows["non-keyframe (sum)"]["seconds"] / rows["keyframe (backbone+upsample)"]["seconds"]

@@ -131,7 +131,8 @@ def main() -> None:
                     cms[name] += confusion_matrix(pred, labels[t], c)
             results[d] = {r: (100 * mean_iou(cms[r]), 100 * np.mean(share[r]) if share[r] else None) for r in rows}
     print(f"weights {args.weights}, flow {config.flow_source}, CamVid val ({len(frames)} frames, {h}x{w})")
-    print("| F^u and the map that fuses it | " + " | ".join(f"d={d} mIoU (share to F^u %)" for d in args.intervals) + " |")
+    cols = " | ".join(f"d={d} mIoU (share to F^u %)" for d in args.intervals)
+    print("| F^u and the map that fuses it | " + cols + " |")
     print("|---|" + "---:|" * len(args.intervals))
     for r in rows:
         cells = []

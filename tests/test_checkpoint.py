@@ -48,6 +48,7 @@ def test_equal_tensors_are_stored_once_and_come_back_under_both_names(tmp_path, 
 
 def test_damaged_alias_metadata_is_named(tmp_path):
     from safetensors.torch import save_file
+
     from evss.checkpoint import read_tensors
     meta = {"format": "evss-checkpoint", "config": "{}"}
     cases = {"missing": ('{"x": "nope"}', "'x' is stored as 'nope', which the file lacks"),
@@ -133,7 +134,8 @@ def test_full_evss_checkpoint_with_module_prefix_and_resnet_duplicates(reference
 def test_official_file_of_another_class_count_is_explained(reference, tmp_path):
     _, gen = reference
     torch.save(_official_state(gen, "csrnet_camvid"), tmp_path / "c.pth")
-    with pytest.raises(CheckpointError, match="logits.conv.weight: checkpoint \\(11, 128, 1, 1\\) vs model \\(19, 128, 1, 1\\)"):
+    shapes = "logits.conv.weight: checkpoint \\(11, 128, 1, 1\\) vs model \\(19, 128, 1, 1\\)"
+    with pytest.raises(CheckpointError, match=shapes):
         load_official_model(tmp_path / "c.pth", config=preset("official"))
 
 
@@ -150,7 +152,7 @@ def _unreadable_files(tmp_path):
     blobs = [rng.bytes(int(n)) for n in rng.integers(1, 2000, 60)]
     blobs += [b"PK\x03\x04" + rng.bytes(int(n)) for n in rng.integers(1, 2000, 30)]
     blobs += [good[:cut] for cut in range(8, len(good), max(1, len(good) // 25))]
-    for i in range(25):  # flip a byte at a random place
+    for _ in range(25):  # flip a byte at a random place
         b = bytearray(good)
         b[int(rng.integers(0, len(b)))] ^= 0xFF
         blobs.append(bytes(b))

@@ -3,11 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import algorithm1_reference, pan_flow, panning_clip
 from evss.errors import EvssError
 from evss.segmenter import SegmenterConfig, VideoSegmenter
 from evss.tensors import to_tensor
-
-from conftest import algorithm1_reference, pan_flow, panning_clip
 
 
 def _clip(n, h, w, seed=0):

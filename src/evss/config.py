@@ -70,7 +70,8 @@ class EVSSConfig:
         if self.flow_source not in ("learned", "dis", "mv"):
             raise ConfigError(f"config {self.name!r}: flow_source {self.flow_source!r} is not learned, dis or mv")
         if self.backbone.arch not in ("csrnet", "swiftnet"):
-            raise ConfigError(f"config {self.name!r}: backbone.arch {self.backbone.arch!r} is not 'csrnet' or 'swiftnet'")
+            raise ConfigError(f"config {self.name!r}: backbone.arch {self.backbone.arch!r} is not 'csrnet' or "
+                              "'swiftnet'")
         if self.backbone.arch == "swiftnet" and not (
                 self.backbone.encoder in ENCODERS and 8 <= self.backbone.decoder_channels <= 512):
             raise ConfigError(f"config {self.name!r}: swiftnet needs encoder in {ENCODERS} and decoder_channels in "

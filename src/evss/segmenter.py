@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from evss.errors import EvssError
 from evss.keyframes import FixedInterval, KeyframePolicy

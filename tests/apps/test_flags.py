@@ -78,15 +78,14 @@ def test_literal_choices_agree_with_the_library():
     from evss.cli import export as export_flags
     from evss.cli import segment as segment_flags
     from evss.media import ON_ERROR
-    from evss.pipeline.outputs import MAP_NAMES
     from evss.models.distortion import MAP_MODES
+    from evss.pipeline.outputs import MAP_NAMES
 
     assert segment_flags.FLOW_SOURCES == bench_flags.FLOW_SOURCES == flow_sources.FLOW_SOURCES
     assert segment_flags.LAYOUTS == visualize.LAYOUTS
     from evss import backends
     from evss.cli import args as shared_args
     assert shared_args.BACKENDS == backends.BACKENDS
-    from evss import segmenter
     assert shared_args.PROPAGATIONS == segmenter.PROPAGATIONS
     assert segment_flags.MAP_NAMES == MAP_NAMES and set(MAP_NAMES) == set(MAP_MODES)
     assert segment_flags.DEFAULT_WEIGHTS == checkpoint.DEFAULT_WEIGHTS

@@ -35,7 +35,8 @@ class Stills:
 def test_one_clip_per_labelled_still_and_frame_zero_is_the_still():
     clips = StillMotionClips(Stills(), config=StillMotionConfig(frames=4))
     assert isinstance(clips, SequenceSource)
-    assert clips.num_sequences() == 2 and clips.sequence_length(0) == 4 and list(clips.labelled_indices(1)) == [0, 1, 2, 3]
+    assert clips.num_sequences() == 2 and clips.sequence_length(0) == 4
+    assert list(clips.labelled_indices(1)) == [0, 1, 2, 3]
     stills = Stills()
     assert np.array_equal(clips.frame(0, 0), stills.images[0]) and np.array_equal(clips.label(0, 0), stills.labels[0])
     assert np.array_equal(clips.frame(1, 0), stills.images[2])

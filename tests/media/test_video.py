@@ -12,8 +12,17 @@ import pytest
 
 from conftest import DATA, need_path, smooth_frames
 from evss.errors import EvssError
-from evss.media import (VideoWriter, open_video, output_size, prefetch, read_video_frames, resize_flow, rotate_flow,
-                        write_label_png, write_video_frames)
+from evss.media import (
+    VideoWriter,
+    open_video,
+    output_size,
+    prefetch,
+    read_video_frames,
+    resize_flow,
+    rotate_flow,
+    write_label_png,
+    write_video_frames,
+)
 
 REAL_CLIP = DATA / "video" / "udacity_vehicle_test_video.mp4"
 

@@ -23,8 +23,10 @@ def test_paper_edge_module_reads_encoder_official_reads_decoder():
     paper = CoNet(num_classes=5, width=0.25, variant="paper")
     official = CoNet(num_classes=5, width=0.25, variant="official")
     # encoder blocks 2-4 have 16/32/64 channels at width 0.25; decoder outputs 8/16/32
-    assert [m[0].in_channels for m in (paper.edge_layer.conv1, paper.edge_layer.conv2, paper.edge_layer.conv3)] == [16, 32, 64]
-    assert [m[0].in_channels for m in (official.edge_layer.conv1, official.edge_layer.conv2, official.edge_layer.conv3)] == [8, 16, 32]
+    def edge_inputs(net):
+        return [m[0].in_channels for m in (net.edge_layer.conv1, net.edge_layer.conv2, net.edge_layer.conv3)]
+    assert edge_inputs(paper) == [16, 32, 64]
+    assert edge_inputs(official) == [8, 16, 32]
 
 
 def test_concat_switch_decouples_updated_from_warped():

@@ -47,7 +47,8 @@ def test_distortion_modes_change_the_merge():
     for mode in ("fine", "coarse", "edge"):
         model = build_model(dataclasses.replace(base, distortion=dataclasses.replace(base.distortion, mode=mode)))
         torch.manual_seed(0)
-        model = build_model(dataclasses.replace(base, distortion=dataclasses.replace(base.distortion, mode=mode))).eval()
+        config = dataclasses.replace(base, distortion=dataclasses.replace(base.distortion, mode=mode))
+        model = build_model(config).eval()
         with torch.no_grad():
             outs[mode] = model(key, cur)
     assert torch.equal(outs["coarse"].fine_map, outs["coarse"].coarse_map)

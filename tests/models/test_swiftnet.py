@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evss.checkpoint import load_model, save_model
-from evss.config import build_model, config_from_json, from_dict, preset, to_dict, EVSSConfig
+from evss.config import EVSSConfig, build_model, config_from_json, from_dict, preset, to_dict
 from evss.errors import ConfigError
 from evss.models.backbone import CSRNet, SwiftNet, prepare_inference
 from evss.segmenter import SegmenterConfig, VideoSegmenter

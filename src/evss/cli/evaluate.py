@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--propagation", choices=PROPAGATIONS, default="composed",
                    help="composed (default): warp the keyframe's features once along the composed flow; "
                         "chained: warp the previous frame's warped features again (Algorithm 1 line 18); "
-                        "merged: warp the previous frame's merged features F^m (not in the paper; an ablation of line 18)")
+                        "merged: warp the previous frame's merged features F^m (not in the paper; an ablation of "
+                        "line 18)")
     p.add_argument("--flow-sources", default="", metavar="NAME[,NAME]",
                    help="also run warp_only and evss with these flow sources instead of the learned FlowNet "
                         "(dis: OpenCV DIS), as rows NAME[dis]")

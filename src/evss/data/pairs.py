@@ -21,14 +21,12 @@ import torch
 from torch.utils.data import Dataset
 
 from evss.classes import IGNORE_INDEX
-from evss.data.sources import SequenceSource, frame_name
+
+# Moved to evss.data.sources; re-exported until tests/reliability/test_fuzz.py imports them from there.
+from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence, SequenceSource, frame_name  # noqa: F401
 from evss.data.transforms import choose_offset, color_jitter, edge_target, joint_flip_crop, pair_offsets, random_scale
-from evss.tensors import image_to_tensor, label_to_tensor
 from evss.errors import DataError
-
-# Moved to evss.data.sources; re-exported until tests/test_fuzz.py imports them from there.
-from evss.data.sources import FileSequenceSource, FrameFile, FrameSequence  # noqa: F401
-
+from evss.tensors import image_to_tensor, label_to_tensor
 
 # --------------------------------------------------------------------------------------------
 # The training-pair dataset

@@ -41,7 +41,8 @@ class ImageNorm(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         # float32 on purpose: a float64 model keeps the float32-rounded values (reference §9).
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

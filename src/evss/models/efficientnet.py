@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99 decay
 

@@ -105,7 +105,8 @@ def segment_batch(entries: Sequence[str], out_dir: str | Path, options: SegmentO
         notice(f"evss segment: {len(items)} inputs: {len(items) - len(todo)} done earlier (skipped), {retried} failed "
                f"earlier (retried), {len(todo) - retried} to do; outputs in {root}")
         root.mkdir(parents=True, exist_ok=True)
-        job = BatchJob(options=dataclasses.replace(options, progress=False), root=root, fingerprint=fp)  # one bar: the batch's
+        # the workers draw no bars of their own: the batch has one
+        job = BatchJob(options=dataclasses.replace(options, progress=False), root=root, fingerprint=fp)
         summary.interrupted = _dispatch(todo, job, batch, options)
     summary.seconds = time.perf_counter() - t0
     manifest.compact([i.name for i in items])

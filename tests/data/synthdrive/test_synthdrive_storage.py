@@ -9,8 +9,14 @@ from dataclasses import replace
 import pytest
 
 from evss.classes import CAMVID
-from evss.data.synthdrive import (GENERATOR_VERSION, SynthDriveConfig, SynthDriveDataset, read_manifest,
-                                  storage, write_dataset)
+from evss.data.synthdrive import (
+    GENERATOR_VERSION,
+    SynthDriveConfig,
+    SynthDriveDataset,
+    read_manifest,
+    storage,
+    write_dataset,
+)
 from evss.errors import ConfigError, DataError
 
 SMALL = SynthDriveConfig(height=64, width=128, frames=4)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evss.data.synthdrive.render.textures import (BICYCLIST, CAR, PEDESTRIAN, Canvas, Texture, jitter,
-                                                  mirror)
+from evss.data.synthdrive.render.textures import BICYCLIST, CAR, PEDESTRIAN, Canvas, Texture, jitter, mirror
 
 CAR_COLOURS = ((0.85, 0.85, 0.85), (0.1, 0.1, 0.11), (0.55, 0.56, 0.58), (0.6, 0.08, 0.07),
                (0.1, 0.18, 0.45), (0.2, 0.3, 0.2), (0.75, 0.7, 0.6), (0.3, 0.3, 0.33),

@@ -8,8 +8,18 @@ import cv2
 import numpy as np
 
 from evss.data.synthdrive.render.noise import value_noise
-from evss.data.synthdrive.render.textures import (BUILDING, FENCE, POLE, SIGN, TREE, VOID, Canvas,
-                                                  Texture, jitter, mirror)
+from evss.data.synthdrive.render.textures import (
+    BUILDING,
+    FENCE,
+    POLE,
+    SIGN,
+    TREE,
+    VOID,
+    Canvas,
+    Texture,
+    jitter,
+    mirror,
+)
 
 BUILDING_COLOURS = ((0.74, 0.68, 0.56), (0.56, 0.31, 0.24), (0.60, 0.60, 0.58), (0.84, 0.82, 0.77),
                     (0.45, 0.36, 0.30), (0.82, 0.74, 0.52), (0.78, 0.60, 0.56), (0.40, 0.42, 0.45),

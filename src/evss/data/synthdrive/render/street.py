@@ -11,8 +11,7 @@ from evss.data.synthdrive.config import SynthDriveConfig
 from evss.data.synthdrive.render.agents import bicyclist, car_faces, person
 from evss.data.synthdrive.render.camera import Camera, world_to_camera
 from evss.data.synthdrive.render.ground_sky import ground_look, sky_look
-from evss.data.synthdrive.render.props import (clutter, facade, fence, sign_pole, street_lamp,
-                                               traffic_light, tree)
+from evss.data.synthdrive.render.props import clutter, facade, fence, sign_pole, street_lamp, traffic_light, tree
 from evss.data.synthdrive.render.scene import Scene, SceneBuilder
 
 

@@ -6,12 +6,13 @@ loaders, the config parsers (model config JSON, TrainConfig files), the checkpoi
 (``load_model`` on safetensors bytes, ``read_official`` on .pth bytes), the training-state
 loader, the training data check (file headers; a tree with a fuzzed frame and label), the memory
 budget (``--max-memory`` text, any frame size: a plan or an EvssError) and the mid-run handling of
-unreadable training samples (replaced, counted, stopped past ``--max-bad-files``). Inputs are random bytes or valid files mutated by flipping, overwriting, truncating,
+unreadable training samples (replaced, counted, stopped past ``--max-bad-files``). Inputs are random
+bytes or valid files mutated by flipping, overwriting, truncating,
 inserting, deleting and duplicating bytes (half the edits land in the first 512 bytes, where the
 headers are).
 
 CI runs ``EVSS_FUZZ_EXAMPLES`` (default 60) examples per target with a fixed derandomised seed
-(so CI does not flake); ``benchmarks/fuzz.py`` runs 2000 per target with fresh randomness and
+(so CI does not flake); ``tools/fuzz.py`` runs 2000 per target with fresh randomness and
 reports the outcomes (``EVSS_FUZZ_REPORT=path.json`` writes them).
 """
 
@@ -201,7 +202,7 @@ def test_label_bytes(data):
     from evss.data.synthdrive import read_label
     path = write("label.png", data)
     for reader in (read_camvid_label, read_cityscapes_label, read_label):
-        check("label file", lambda: reader(path))
+        check("label file", lambda reader=reader: reader(path))
 
 
 def _json_values():

@@ -1,6 +1,6 @@
 """Average the weights of several checkpoints of one run and score them on held-out train frames.
 
-    python benchmarks/average_checkpoints.py SNAP1.safetensors SNAP2.safetensors ... \
+    python tools/average_checkpoints.py SNAP1.safetensors SNAP2.safetensors ... \
         --root ../shared/data/camvid --holdout '0006R0_f03*' --out averaged.safetensors
 
 Checkpoint averaging (as in stochastic weight averaging) of the last steps of a decayed schedule

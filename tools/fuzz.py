@@ -1,15 +1,15 @@
-"""A long fuzzing run over every reader of untrusted bytes (the targets of tests/test_fuzz.py).
+"""A long fuzzing run over every reader of untrusted bytes (the targets of tests/reliability/test_fuzz.py).
 
-    python benchmarks/fuzz.py                 # 2000 examples per target, fresh randomness
-    python benchmarks/fuzz.py --examples 500
-    python benchmarks/fuzz.py -k "dataset_check or memory_plan or bad_samples"   # issue 16's paths
+    python tools/fuzz.py                 # 2000 examples per target, fresh randomness
+    python tools/fuzz.py --examples 500
+    python tools/fuzz.py -k "dataset_check or memory_plan or bad_samples"   # issue 16's paths
 
 Targets include the paths of the memory budget and of bad training files: the training data check
 (file headers; a two-frame tree with a fuzzed frame and label), ``--max-memory`` text and any frame
 size through the plan (a plan within the budget, or an EvssError), and unreadable samples mid-run
 (ByPosition's stand-ins, collate, the --max-bad-files count).
 
-Runs tests/test_fuzz.py with EVSS_FUZZ_EXAMPLES set, then prints, per target, how many inputs were
+Runs tests/reliability/test_fuzz.py with EVSS_FUZZ_EXAMPLES set, then prints, per target, how many inputs were
 tried and how each ended: ``ok`` (read without complaint), the EvssError subclass that refused it,
 or ``CRASH <type>`` (any other exception: a bug; pytest then prints the shrunk input). Counts can
 exceed the example count where one example feeds several readers (three label readers, two

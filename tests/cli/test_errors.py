@@ -138,7 +138,7 @@ def test_segment_truncated_stream_keeps_what_is_there_and_says_so(tmp_path, weig
     err = segment(capsys, cut, "-o", tmp_path / "o.mp4", "--weights", weights)
     n = len(read_video_frames(tmp_path / "o.mp4")[0])
     assert 0 < n < 40
-    assert f"cut.mkv looks truncated: the stream ended at" in err and f"the {n} frames that could be read" in err
+    assert "cut.mkv looks truncated: the stream ended at" in err and f"the {n} frames that could be read" in err
 
 
 def test_undecodable_frame_stops_or_is_skipped_keeping_the_frame_count(tmp_path, weights, capsys):
@@ -297,7 +297,7 @@ def test_cityscapes_tree_with_a_missing_frame(tmp_path, capsys):
         if n != 7:
             png(frames / f"{city}_000000_{n:06d}_leftImg8bit.png", np.zeros((64, 128, 3), np.uint8))
     fails(capsys, ["train", "backbone", "--data", "cityscapes", "--data-root", tmp_path / "cs", "--out",
-                   tmp_path / "r", *TINY_TRAIN], f"missing frame", f"{city}_000000_000007_leftImg8bit.png")
+                   tmp_path / "r", *TINY_TRAIN], "missing frame", f"{city}_000000_000007_leftImg8bit.png")
 
 
 def synth_tree(root: Path) -> Path:

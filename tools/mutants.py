@@ -1,8 +1,8 @@
 """Mutation check: plant plausible bugs one at a time in a copy of the project and run its tests.
 
-    python benchmarks/mutants.py            # every mutant; exit 1 if any survives or does not apply
-    python benchmarks/mutants.py -k warp    # only the mutants whose name contains "warp"
-    python benchmarks/mutants.py --list     # the mutants, without running anything
+    python tools/mutants.py            # every mutant; exit 1 if any survives or does not apply
+    python tools/mutants.py -k warp    # only the mutants whose name contains "warp"
+    python tools/mutants.py --list     # the mutants, without running anything
 
 The project (src, tests, configs, pyproject.toml, ...) is copied to a temporary folder next to a
 link to ../shared, so the copy's tests find the same reference data. Each mutant is a list of
@@ -47,7 +47,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # ---- Algorithm 1 in the streaming segmenter ------------------------------------------------------
     M("non-keyframes propagate the keyframe's features, not the warped ones (Alg. 1 line 18)",
       "src/evss/segmenter.py",
-      (("            self._feat = warp(self._feat, flow)  # (1, C, h, w)  line 18: F_k <- F^w_i\n"
+      (("            self._feat = warp(self._feat, flow)  # (1, C, h, w)  line 18: F_k <- F^w_i (F^m: below)\n"
         "            return self._feat", "            return warp(self._feat, flow)"),),
       ("tests/test_segmenter.py",)),
     M("composed propagation: the flows are not accumulated (one step's flow from the keyframe)",
@@ -70,8 +70,9 @@ MUTANTS: tuple[Mutant, ...] = (
       (("        self._image = image  # line 20: I_k <- I_i\n", ""),), ("tests/test_segmenter.py",)),
     M("fusion skipped: the warped features are the output", "src/evss/segmenter.py",
       (('merged = parts["merged_logits"]', "merged = warped"),), ("tests/test_segmenter.py",)),
-    M("keyframe interval off by one (since_key > interval)", "src/evss/segmenter.py",
-      (("return since_key >= self.interval", "return since_key > self.interval"),), ("tests/test_segmenter.py",)),
+    M("keyframe interval off by one (since_key > interval)", "src/evss/keyframes.py",
+      (("return since_key >= self.interval", "return since_key > self.interval"),),
+      ("tests/test_segmenter.py", "tests/test_keyframes.py")),
     M("warped labels reported as the final labels (CL = 0 in the segmenter)", "src/evss/segmenter.py",
       (("res.warped_labels = self._labels(warped)\n", "res.warped_labels = labels\n"),),
       ("tests/test_segmenter.py", "tests/evaluation/test_protocol.py")),
@@ -111,14 +112,18 @@ MUTANTS: tuple[Mutant, ...] = (
       ("tests/apps/test_demo.py",)),
     M("demo: TC scores occluded pixels", "src/evss/apps/demo.py",
       (("clip.flow_bwd[t], ~clip.occlusion[t])", "clip.flow_bwd[t], None)"),), ("tests/apps/test_demo.py",)),
-    M("evss segment ignores --keyframe-interval", "src/evss/apps/segment.py",
-      (("SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode,\n", "SegmenterConfig(mode=mode,\n"),),
-      ("tests/test_segment_video.py",)),
-    M("evss segment ignores --propagation", "src/evss/apps/segment.py",
-      (("propagation=args.propagation),", "),"),), ("tests/test_segment_video.py",)),
+    M("evss segment ignores --keyframe-interval", "src/evss/pipeline/session.py",
+      (("SegmenterConfig(keyframe_interval=options.keyframe_interval, mode=mode,\n", "SegmenterConfig(mode=mode,\n"),),
+      ("tests/apps/test_segment_command.py",)),
+    M("evss segment ignores --propagation", "src/evss/pipeline/session.py",
+      (("propagation=options.propagation),", "),"),), ("tests/apps/test_segment_command.py",)),
+    M("segment_video drops the label folder option", "src/evss/apps/segment.py",
+      (("save_labels=args.save_labels, ", ""),), ("tests/apps/test_segment_command.py",)),
+    M("stream_video yields labels at the model's size", "src/evss/pipeline/stream.py",
+      (("labels=resize_labels(r.labels, h, w),", "labels=r.labels,"),), ("tests/pipeline/test_segment.py",)),
     M("evss segment keeps the outputs of a failed run (sinks never discarded)", "src/evss/pipeline/outputs.py",
       (("                if keep and error is None:", "                if error is None:"),),
-      ("tests/pipeline/test_outputs.py", "tests/test_faults.py")),
+      ("tests/pipeline/test_outputs.py", "tests/reliability/test_faults.py")),
     M("mIoU counts absent classes as 0", "src/evss/metrics.py",
       (("return float(np.nanmean(iou)) if np.isfinite(iou).any()", "return float(np.mean(np.nan_to_num(iou))) if np.isfinite(iou).any()"),),
       ("tests/test_metrics.py",)),
@@ -152,7 +157,7 @@ MUTANTS: tuple[Mutant, ...] = (
       ("tests/train/test_stage_losses.py",)),
     M("edge-semantics lambda dropped when the config is read", "src/evss/train/config.py",
       (('edge_semantic=values["lambda_edge_semantic"])', "edge_semantic=0.0)"),),
-      ("tests/train/test_stage_losses.py", "tests/train/test_config.py")),
+      ("tests/train/test_stage_losses.py", "tests/train/test_train_config.py")),
     # ---- checkpoints and resuming ---------------------------------------------------------------------
     M("model checkpoints written in place instead of temp-and-rename", "src/evss/checkpoint.py",
       (("atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))",

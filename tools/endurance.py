@@ -1,7 +1,7 @@
 """Endurance: stream a long generated video through `evss segment` and watch its memory.
 
-    nice -n 10 python benchmarks/endurance.py                         # 10,000 frames at 128x256
-    python benchmarks/endurance.py --frames 1000 --preset tiny        # a quick look
+    nice -n 10 python tools/endurance.py                         # 10,000 frames at 128x256
+    python tools/endurance.py --frames 1000 --preset tiny        # a quick look
 
 The input is generated on the fly with PyAV (a textured street-like pattern panning 3 px per frame,
 with two blocks moving against it, H.264); the model is the untrained ``light`` preset (seeded),
@@ -89,7 +89,8 @@ def main() -> int:
     t0 = time.perf_counter()
     make_video(src, args.frames, h, w)
     gen_s = time.perf_counter() - t0
-    print(f"endurance: {args.frames} frames of {h}x{w} (HxW), preset {args.preset} (untrained), threads {args.threads}, "
+    print(f"endurance: {args.frames} frames of {h}x{w} (HxW), preset {args.preset} (untrained), "
+          f"threads {args.threads}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, nice {os.nice(0)}; "
           f"input generated in {gen_s:.0f} s ({src.stat().st_size / 2**20:.1f} MiB)", flush=True)
 
