@@ -12,7 +12,7 @@ import torch
 from evss.checkpoint import load_model, read_metadata, read_tensors, save_model
 from evss.config import preset
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "set_deploy_config.sh"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "set_deploy_config.sh"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
