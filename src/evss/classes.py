@@ -66,3 +66,21 @@ CITYSCAPES = LabelSpace(
 )
 
 LABEL_SPACES = {"camvid": CAMVID, "cityscapes": CITYSCAPES}
+
+# CamVid-11's classes as sets of Cityscapes-19 classes (in CamVid's order): a model in the Cityscapes
+# label space trains on CamVid labels through these sets (the loss of a CamVid pixel is the summed
+# probability of its set, see evss.label_sets) and is evaluated on CamVid by the same sets (the 11-class
+# prediction is the argmax of the set-summed probabilities).
+CAMVID_AS_CITYSCAPES: dict[str, tuple[str, ...]] = {
+    "Sky": ("sky",),
+    "Building": ("building", "wall"),
+    "Pole": ("pole",),
+    "Road": ("road",),
+    "Pavement": ("sidewalk",),
+    "Tree": ("vegetation", "terrain"),
+    "SignSymbol": ("traffic light", "traffic sign"),
+    "Fence": ("fence",),
+    "Car": ("car", "truck", "bus", "train"),
+    "Pedestrian": ("person",),
+    "Bicyclist": ("rider", "motorcycle", "bicycle"),
+}

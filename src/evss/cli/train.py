@@ -15,7 +15,8 @@ from evss.cli.args import override, size, unit_float
 
 # The choices that evss.train.config's TrainConfig checks (tests/apps/test_train.py keeps them equal).
 STAGES = ("backbone", "flow", "evss")
-DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos")
+DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos",
+                "cityscapes_pix2pix", "cityscapes_pix2pix+camvid")
 AMP_MODES = ("off", "bf16", "fp16")
 
 
@@ -90,7 +91,8 @@ def _data_flags(g: argparse._ArgumentGroup) -> None:
     """The training data and its augmentation."""
     g.add_argument("--data", choices=DATA_SOURCES, default=None,
                    help="training data (default synthdrive; camvid-stills: CamVid's labelled frames made into "
-                   "short simulated drives, for the evss stage)")
+                   "short simulated drives, for the evss stage; cityscapes_pix2pix+camvid: --data-root holding "
+                   "cityscapes_pix2pix/ and camvid/, a 19-class backbone taught CamVid through sets of its classes)")
     g.add_argument("--data-root", default=None,
                    help="dataset folder (synthdrive: omit to generate clips in memory; videos: a file or folder)")
     g.add_argument("--data-split", default=None, help="camvid/cityscapes split (default train)")
@@ -108,6 +110,9 @@ def _data_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--holdout", action="append", default=None, metavar="PATTERN",
                    help="backbone: frame names (fnmatch, e.g. '0006R0_f0[23]*') kept out of training and "
                    "evaluated every --eval-every steps; the best is saved as best.safetensors (repeatable)")
+    g.add_argument("--holdout-list", default=None, metavar="FILE",
+                   help="cityscapes_pix2pix: file numbers (one per line, e.g. recipes/cityscapes_heldout.txt) kept "
+                   "out of training and evaluated with the --holdout frames")
     g.add_argument("--synth-clips", type=int, default=None)
     g.add_argument("--synth-frames", type=int, default=None)
     g.add_argument("--synth-size", type=size, default=None, metavar="HxW")

@@ -20,10 +20,13 @@ from evss.errors import ConfigError
 from evss.losses import LossWeights
 
 STAGES = ("backbone", "flow", "evss")
-DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos")
+DATA_SOURCES = ("synthdrive", "camvid", "camvid-stills", "cityscapes", "videos",
+                # Cityscapes' pix2pix copy, alone or with CamVid as sets of its classes (evss.train.mixed_backbone)
+                "cityscapes_pix2pix", "cityscapes_pix2pix+camvid")
 AMP_MODES = ("off", "bf16", "fp16")
 LABEL_SPACE_OF = {"synthdrive": "camvid", "camvid": "camvid", "camvid-stills": "camvid",
-                  "cityscapes": "cityscapes"}  # videos: none
+                  "cityscapes": "cityscapes", "cityscapes_pix2pix": "cityscapes",
+                  "cityscapes_pix2pix+camvid": "cityscapes"}  # videos: none
 
 # Table IV settings as overrides. Keys starting with "model." set a field of the model config
 # (EVSSConfig, dotted path); the other keys set a field of TrainConfig (the loss weights).
@@ -83,6 +86,7 @@ class TrainConfig:
     color_jitter: float = 0.0  # backbone stage: brightness/contrast/saturation jitter (+-), 0 = off
     holdout: tuple[str, ...] = ()  # backbone stage: frame-name patterns (fnmatch) kept out of training;
     #                                held-out mIoU every eval_every steps, best model in best.safetensors
+    holdout_list: str | None = None  # cityscapes_pix2pix: a file of file numbers (one per line) held out the same way
     flow_pairs: int = 100000  # flow stage: training pairs, generated on the fly (seed = seed) ...
     flow_eval_pairs: int = 64  # ... and held-out pairs (another seed) for the EPE report
     # Optimisation (Sec. IV-A: Adam, lr 1e-4, cosine annealing to 1e-6) ------------------------
@@ -167,6 +171,10 @@ class TrainConfig:
         check(self.flow_source in ("learned", "dis"), f"flow_source {self.flow_source!r} is not 'learned' or "
               "'dis' (codec motion vectors exist only between consecutive decoded frames, not for training pairs)")
         check(self.cache is None or self.stage == "evss", "--cache is for the evss stage")
+        check(not self.data.startswith("cityscapes_pix2pix") or self.stage == "backbone",
+              f"data {self.data!r} holds single frames: it trains the backbone stage only")
+        check(self.holdout_list is None or self.data.startswith("cityscapes_pix2pix"),
+              f"--holdout-list is for the cityscapes_pix2pix data, not {self.data!r}")
         check(self.init not in ("imagenet", "none") or self.stage == "backbone",
               f"--init {self.init} is for the backbone stage; other stages take an evss checkpoint")
         for name in ("crop_size", "synth_size"):

@@ -95,6 +95,9 @@ class Evaluation:
         result = {"step": step, **self.evaluate()}
         self.results.append(result)
         self.log.write(result)
+        record = getattr(self.evaluate, "record", None)  # a stage's own log of its evaluations (heldout.jsonl)
+        if record is not None:
+            record(result)
         self.say(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()
                                               if k != "step" and "/" not in k))
         if "miou" in result and (self.best is None or result["miou"] > self.best):

@@ -62,6 +62,9 @@ def init_model(config: TrainConfig) -> tuple[nn.Module, EVSSConfig]:
 def train_backbone(config: TrainConfig, rt: Runtime) -> TrainResult:
     """Per-frame CE (or OHEM) on the labelled frames trains the keyframe network; the other parts
     stay as initialised. With ``holdout``, the held-out frames' mIoU is the evaluation."""
+    if config.data in ("cityscapes_pix2pix", "cityscapes_pix2pix+camvid"):  # 19 classes, CamVid as label sets
+        from evss.train.mixed_backbone import train_mixed_backbone  # it imports init_model from here
+        return train_mixed_backbone(config, rt)
     model, model_config = init_model(config)
     net = model.backbone
     net.requires_grad_(True)  # EVSSNet freezes it; this stage trains it
