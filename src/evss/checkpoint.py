@@ -55,6 +55,15 @@ def load_weights(weights: str | Path | None, *, notice=print,
     return model, config, str(weights), True
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file (a weights file's identity in model cards and batch manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # Tensors at least this large that equal an earlier one are stored once (see ``dedupe``).
 ALIAS_MIN_NUMEL = 256
 

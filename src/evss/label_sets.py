@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from evss.classes import CAMVID, CAMVID_AS_CITYSCAPES, CITYSCAPES, IGNORE_INDEX, LabelSpace
 from evss.errors import ConfigError
+from evss.losses import hard_pixel_mean
 
 
 def set_table(sets: Mapping[str, Sequence[str]], *, outer: LabelSpace, inner: LabelSpace) -> torch.Tensor:
@@ -90,20 +91,8 @@ def set_cross_entropy(logits: torch.Tensor, target: torch.Tensor, members: torch
         raise ValueError(f"ohem threshold and min_kept must be in (0, 1], got {threshold}, {min_kept}")
     per_pixel = -set_log_probability(logits, target, members)  # (N, H, W)
     valid = target != IGNORE_INDEX  # (N, H, W)
-    losses = per_pixel[valid]  # (P,)
-    if losses.numel() == 0:
-        return per_pixel.sum() * 0.0
-    kept = torch.ones_like(losses, dtype=torch.bool)  # (P,)
-    if kind == "ohem":
-        kept = losses > -math.log(threshold)  # p(set) < threshold
-        keep = max(1, int(min_kept * losses.numel()))
-        if int(kept.sum()) < keep:
-            kept = torch.zeros_like(kept)
-            kept[losses.topk(keep).indices] = True
-    if weight is None:
-        return losses[kept].mean()
-    w = weight.to(losses)[target[valid]][kept]  # (P_kept,)
-    return (losses[kept] * w).sum() / w.sum().clamp(min=1e-12)
+    return hard_pixel_mean(per_pixel, target, valid, threshold=threshold, min_kept=min_kept, weight=weight,
+                           hard_only=kind == "ohem")
 
 
 def set_segmentation_loss(logits: torch.Tensor, target: torch.Tensor, members: torch.Tensor, *, kind: str = "ce",

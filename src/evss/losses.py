@@ -110,14 +110,25 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, threshold:
         raise ValueError(f"ohem threshold and min_kept must be in (0, 1], got {threshold}, {min_kept}")
     per_pixel = F.cross_entropy(_full(logits), target, ignore_index=ignore_index, reduction="none")  # (N, H, W)
     valid = target != ignore_index  # (N, H, W)
+    return hard_pixel_mean(per_pixel, target, valid, threshold=threshold, min_kept=min_kept, weight=weight)
+
+
+def hard_pixel_mean(per_pixel: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, *, threshold: float,
+                    min_kept: float, weight: torch.Tensor | None = None, hard_only: bool = True) -> torch.Tensor:
+    """OHEM's reduction of per-pixel losses -log p (N, H, W): the mean over the ``valid`` pixels
+    with p < ``threshold``, at least the ``min_kept`` fraction of them with the largest loss
+    (all valid pixels when not ``hard_only``). ``weight`` (C,) weights each pixel by its ``target``
+    id: sum(w * loss) / sum(w); hardness is judged unweighted. 0 (with a graph) without valid pixels."""
     losses = per_pixel[valid]  # (P,)
     if losses.numel() == 0:
         return per_pixel.sum() * 0.0
-    kept = losses > -math.log(threshold)  # (P,) p(true class) < threshold
-    keep = max(1, int(min_kept * losses.numel()))
-    if int(kept.sum()) < keep:
-        kept = torch.zeros_like(kept)
-        kept[losses.topk(keep).indices] = True
+    kept = torch.ones_like(losses, dtype=torch.bool)  # (P,)
+    if hard_only:
+        kept = losses > -math.log(threshold)  # (P,) p < threshold
+        keep = max(1, int(min_kept * losses.numel()))
+        if int(kept.sum()) < keep:
+            kept = torch.zeros_like(kept)
+            kept[losses.topk(keep).indices] = True
     if weight is None:
         return losses[kept].mean()
     w = weight.to(losses)[target[valid]][kept]  # (K,)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import textwrap
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from evss.checkpoint import (
     DEFAULT_WEIGHTS,
     DEMO_WEIGHTS,
     builtin_weights,
+    file_sha256,
     read_config,
     read_metadata,
     read_model_card,
@@ -78,14 +78,6 @@ def describe(name_or_path: str | Path) -> WeightsInfo:
     return WeightsInfo(name=str(name_or_path), path=path, builtin=builtin, config=config, card=read_model_card(path),
                        size=path.stat().st_size, sha256=file_sha256(path), recipe=meta.get("recipe"),
                        default_mode_reason=meta.get("default_mode_reason"))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def keyframe_network(config: EVSSConfig) -> str:

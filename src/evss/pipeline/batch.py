@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import glob as globlib
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
+from evss.checkpoint import file_sha256
 from evss.errors import EvssError
 from evss.media import atomic_write
 from evss.media.frames import VIDEO_SUFFIXES, is_glob, list_images
@@ -118,14 +118,6 @@ def plan(entries: Sequence[str], out_dir: Path, outputs: OutputOptions) -> list[
 
 # ---- what makes two runs' outputs equal -----------------------------------------------------------
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(weights_hash: str, options: SegmentOptions, outputs: OutputOptions) -> dict[str, Any]:
     """The weights' hash and every option that changes the outputs."""
     seg = {k: v for k, v in dataclasses.asdict(options).items() if k not in RUNTIME_ONLY}
@@ -146,7 +138,7 @@ def output_files(item: BatchItem) -> list[Path]:
 
 def describe_outputs(item: BatchItem, root: Path) -> dict[str, dict[str, Any]]:
     """{path relative to ``root``: bytes and sha256} of the video; counts of the label and map PNGs."""
-    video = {"bytes": item.output.stat().st_size, "sha256": file_digest(item.output)}
+    video = {"bytes": item.output.stat().st_size, "sha256": file_sha256(item.output)}
     rel = os.path.relpath(item.output, root)
     described = {rel: video}
     for folder in (item.outputs.save_labels, item.outputs.save_maps):
@@ -160,7 +152,7 @@ def outputs_intact(record: dict[str, Any], root: Path) -> bool:
     for rel, want in (record.get("outputs") or {}).items():
         path = root / rel
         if "sha256" in want:
-            if not path.is_file() or path.stat().st_size != want["bytes"] or file_digest(path) != want["sha256"]:
+            if not path.is_file() or path.stat().st_size != want["bytes"] or file_sha256(path) != want["sha256"]:
                 return False
         elif not path.is_dir() or sum(1 for _ in path.rglob("*.png")) != want["pngs"]:
             return False

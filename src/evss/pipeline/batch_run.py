@@ -22,11 +22,11 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from evss.checkpoint import DEFAULT_WEIGHTS, builtin_weights, resolve_weights
+from evss.checkpoint import DEFAULT_WEIGHTS, builtin_weights, file_sha256, resolve_weights
 from evss.errors import EvssError
 from evss.media import open_video
 from evss.memory import resolve_budget
-from evss.pipeline.batch import MANIFEST, BatchItem, Manifest, file_digest, fingerprint, plan
+from evss.pipeline.batch import MANIFEST, BatchItem, Manifest, fingerprint, plan
 from evss.pipeline.batch_job import BatchJob
 from evss.pipeline.options import OutputOptions, SegmentOptions
 from evss.pipeline.session import Notice
@@ -76,7 +76,7 @@ def weights_hash(weights: str | Path | None) -> str:
     name = weights if weights is not None else DEFAULT_WEIGHTS
     if weights is None and DEFAULT_WEIGHTS not in builtin_weights():
         return "untrained-light-preset"
-    return file_digest(resolve_weights(name))[:16]
+    return file_sha256(resolve_weights(name))[:16]
 
 
 def segment_batch(entries: Sequence[str], out_dir: str | Path, options: SegmentOptions = SegmentOptions(),
