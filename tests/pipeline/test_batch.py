@@ -177,3 +177,23 @@ def test_ray_gives_the_same_labels_and_retries_a_killed_worker(tmp_path, tiny_we
     for name in ("clip0", "clip1", "frames"):
         np.testing.assert_array_equal(_labels(tmp_path / "ray_labels" / name),
                                       _labels(tmp_path / "local_labels" / name))
+
+
+def test_ctrl_c_discards_the_inputs_in_flight_and_says_how_to_resume(tmp_path, tiny_weights):
+    inputs = _inputs(tmp_path / "in", n_videos=3, frames=150, size=(96, 128))[:3]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "evss.cli", "segment", *map(str, inputs), "-o", str(out), "--weights",
+           str(tiny_weights), "--workers", "1", "--mode", "evss", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob(".clip*.partial.mp4")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert not list(out.glob("*.partial*")) and not list(out.glob(".*partial*"))  # the input in flight is discarded
+    done = {n for n, r in _records(out).items() if r["status"] == "done"} if (out / MANIFEST).exists() else set()
+    assert {p.stem for p in out.glob("*.mp4")} == done  # nothing but complete inputs under final names
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert {r["status"] for r in _records(out).values()} <= {"done", "skipped"} and len(_records(out)) == 3
