@@ -153,6 +153,13 @@ def tiny_weights(tmp_path_factory) -> Path:
     return save_model(tmp_path_factory.mktemp("weights") / "tiny.safetensors", model.eval(), preset("tiny"))
 
 
+@pytest.fixture(scope="session")
+def openvino_cache(tmp_path_factory) -> Path:
+    """One ``EVSS_CACHE`` for the tests that run the OpenVINO backend on the same tiny weights and
+    sizes: each part is converted once in a session (tests of the cache itself use their own)."""
+    return tmp_path_factory.mktemp("evss-cache")
+
+
 class ColourClasses(nn.Module):
     """Per-pixel logits that are a fixed function of colour: class c scores -|rgb - palette[c]|^2.
 

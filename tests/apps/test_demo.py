@@ -78,3 +78,19 @@ def _summary_by_hand(weights, *, frames, size, seed, interval):
                                                   for t in range(1, frames)]), c) - tc) > 1e-3
     return {"miou": _miou(np.stack(evss), clip.labels, c), "miou_per_frame": _miou(np.stack(base), clip.labels, c),
             "temporal_consistency": tc}
+
+
+def test_demo_runs_the_openvino_backend(tmp_path, capsys, keep_threads, tiny_weights, openvino_cache, monkeypatch):
+    from conftest import need_module
+    need_module("openvino")
+    monkeypatch.setenv("EVSS_CACHE", str(openvino_cache))
+    summaries = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / backend
+        assert main(["demo", "--frames", "4", "--size", "64x96", "--weights", str(tiny_weights), "--threads", "1",
+                     "--keyframe-interval", "2", "--backend", backend, "-o", str(out)]) == 0
+        summaries[backend] = json.loads((out / "summary.json").read_text())
+    assert "backend openvino" in capsys.readouterr().out
+    assert summaries["openvino"]["backend"] == "openvino" and summaries["openvino"]["precision"] == "fp32"
+    for key in ("miou", "miou_per_frame", "temporal_consistency"):
+        assert summaries["openvino"][key] == pytest.approx(summaries["torch"][key], abs=0.01), key

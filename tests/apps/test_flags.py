@@ -85,7 +85,7 @@ def test_literal_choices_agree_with_the_library():
     assert segment_flags.LAYOUTS == visualize.LAYOUTS
     from evss import backends
     from evss.cli import args as shared_args
-    assert shared_args.BACKENDS == backends.BACKENDS
+    assert shared_args.BACKENDS == backends.BACKENDS and shared_args.PRECISIONS == backends.PRECISIONS
     assert shared_args.PROPAGATIONS == segmenter.PROPAGATIONS
     assert segment_flags.MAP_NAMES == MAP_NAMES and set(MAP_NAMES) == set(MAP_MODES)
     assert segment_flags.DEFAULT_WEIGHTS == checkpoint.DEFAULT_WEIGHTS

@@ -224,3 +224,38 @@ def test_propagation_flag_reaches_the_segmenter(tmp_path, weights):
     for t in (0, 1):
         assert np.array_equal(labels["composed"][t], labels["chained"][t]), t
     assert any(not np.array_equal(labels["composed"][t], labels["chained"][t]) for t in (2, 3, 4))
+
+
+def test_the_openvino_backend_gives_torchs_labels(tmp_path, weights, openvino_cache, monkeypatch, capsys):
+    """--backend openvino: the keyframe network, FlowNet and CoNet compiled (cached under EVSS_CACHE)."""
+    import cv2
+
+    from conftest import need_module
+    need_module("openvino")
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, f in enumerate(clip(5, 64, 96)):
+        cv2.imwrite(str(d / f"{i}.png"), f[:, :, ::-1])
+    monkeypatch.setenv("EVSS_CACHE", str(openvino_cache))
+    labels = {}
+    for backend in ("torch", "openvino"):
+        assert main(["segment", str(d), "-o", str(tmp_path / f"{backend}.mp4"), "--weights", weights, "--backend",
+                     backend, "--keyframe-interval", "3", "--save-labels", str(tmp_path / backend)]) == 0
+        labels[backend] = [np.asarray(Image.open(p)) for p in sorted((tmp_path / backend).glob("*.png"))]
+    assert "backend openvino" in capsys.readouterr().err
+    assert {p.name.split("-")[0] for p in openvino_cache.rglob("*.xml")} >= {"keyframe", "flow", "correction"}
+    assert len(labels["openvino"]) == 5
+    assert np.mean([(a == b).mean() for a, b in zip(labels["torch"], labels["openvino"])]) >= 0.995
+
+
+def test_backend_errors_are_one_line(tmp_path, weights, monkeypatch, capsys):
+    import sys
+    src = write_video_frames(tmp_path / "in.mp4", clip(2, 32, 48))
+    assert segment(src, "-o", tmp_path / "o.mp4", "--weights", weights, "--precision", "int8") == 2
+    err = capsys.readouterr().err
+    assert "--precision int8 needs --backend openvino" in err and "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the package were not installed
+    assert segment(src, "-o", tmp_path / "o.mp4", "--weights", weights, "--backend", "openvino") == 2
+    err = capsys.readouterr().err
+    assert "--backend openvino needs the openvino package: pip install 'evss[openvino]'" in err
+    assert "Traceback" not in err and not (tmp_path / "o.mp4").exists()

@@ -41,6 +41,7 @@ from evss.errors import EvssError
 from evss.flow_sources import MVFlow, make_flow_source
 from evss.media import atomic_write, open_video, vectors_to_flow, write_video_frames
 from evss.models.distortion import merge
+from evss.models.evss import EVSSNet
 from evss.models.upsample import labels_from_quarter
 from evss.models.warp import warp
 from evss.segmenter import SegmenterConfig, VideoSegmenter
@@ -117,7 +118,8 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
             fields, dec, dec_mv, build = _decode_fields(mp4)
             result["decode_ms"] = {"plain": dec, "export_mvs": dec_mv, "mv_field": build}
     timing = {"runs": runs, "warmup": warmup, "device": device}
-    sources = _time_parts(model, clip, result["parts_ms"], flows=flows, fields=fields, dtype=dtype, **timing)
+    sources, result["first_call_s"] = _time_parts(model, clip, result["parts_ms"], flows=flows, fields=fields,
+                                                  dtype=dtype, **timing)
     result["streams"] = _time_streams(model, clip, sources, fields=fields, flows=flows, interval=interval,
                                       frames=frames, repeats=repeats, device=device, dtype=dtype)
     result["ratios"] = _ratios(result["streams"], flows, result.get("decode_ms"))
@@ -125,14 +127,28 @@ def bench(model, *, size: tuple[int, int], device, flows: list[str], interval: i
 
 
 def _time_parts(model, clip, parts: dict[str, float], *, flows: list[str], fields: list | None, dtype, runs: int,
-                warmup: int, device) -> dict[str, Any]:
-    """Fills ``parts`` with the median ms of each part on the clip's first two frames; returns the flow sources."""
+                warmup: int, device) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fills ``parts`` with the median ms of each part on the clip's first two frames; returns the flow
+    sources and the seconds of each network's first call (with a compiled backend: its conversion, or
+    loading it from the cache)."""
     h, w = clip.frames[0].shape[:2]
     key = pad_to_multiple(to_tensor(clip.frames[0], device, dtype), 32)  # (1, 3, Hp, Wp)
     cur = pad_to_multiple(to_tensor(clip.frames[1], device, dtype), 32)
     timing = {"runs": runs, "warmup": warmup, "device": device}
+    first: dict[str, float] = {}  # the first call of each network: a compiled backend converts it there
+
+    def once(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        first[name] = time.perf_counter() - t0
+        return out
+
     with torch.inference_mode():
-        feat = model.backbone(key)  # (1, C, h, w)
+        feat = once("keyframe", lambda: model.backbone(key))  # (1, C, h, w)
+        flow = once("flow_learned", lambda: model.flow(key, cur))  # (1, 2, h, w)
+        warped = warp(feat, flow)
+        upd, edge = once("conet", lambda: model.correction(cur, warped))
         size = (h, w)
         parts["keyframe"] = timed(lambda: labels_from_quarter(model.backbone(key), size),
                                   **timing)  # backbone + labels: what a keyframe costs the segmenter
@@ -146,9 +162,6 @@ def _time_parts(model, clip, parts: dict[str, float], *, flows: list[str], field
                 src.feed(fields[1])
             sources[name] = src
             parts[f"flow_{name}"] = timed(lambda src=src: src(key, cur), **timing)
-        flow = model.flow(key, cur)
-        warped = warp(feat, flow)
-        upd, edge = model.correction(cur, warped)
         pred = feat.argmax(1)
         parts["warp"] = timed(lambda: warp(feat, flow), **timing)
         parts["conet"] = timed(lambda: model.correction(cur, warped), **timing)
@@ -157,7 +170,7 @@ def _time_parts(model, clip, parts: dict[str, float], *, flows: list[str], field
             return merge(warped, upd, model.correction.edge_probability(edge), pred, model.distortion)
 
         parts["fusion"] = timed(fusion, **timing)
-    return sources
+    return sources, first
 
 
 def _stream(model, clip, src, *, mode: str, fields: list | None, interval: int, frames: int, device, dtype,
@@ -219,9 +232,23 @@ def _ratios(streams: dict[str, dict], flows: list[str], decode_ms: dict[str, flo
     return ratios
 
 
+def combinations(backends: list[str], precisions: list[str]) -> list[tuple[str, str]]:
+    """(backend, precision) pairs to time, in the order given; int8 pairs only with openvino."""
+    pairs = list(dict.fromkeys((b, p) for b in backends for p in precisions if p == "fp32" or b == "openvino"))
+    if not pairs:
+        raise EvssError(f"--precision {' '.join(precisions)}: int8 needs --backend openvino (torch and onnxruntime "
+                        "run float32); add fp32 or openvino")
+    return pairs
+
+
+def _label(backend: str, precision: str) -> str:
+    return backend if precision == "fp32" else f"{backend}-{precision}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.keyframe_interval < 1 or args.runs < 1 or args.repeats < 1:
         raise EvssError("--frames must be >= 2; --keyframe-interval, --runs and --repeats >= 1")
+    pairs = combinations(args.backend, args.precision)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -232,25 +259,79 @@ def run(args: argparse.Namespace) -> int:
         model, described = build_model(config).eval(), f"untrained {args.preset} preset"
     else:
         model, config, described, _ = load_weights(args.weights, notice=lambda m: print(m, file=sys.stderr))
-    with_backend(model, args.backend, device=device, dtype=dtype, threads=args.threads)
+    for backend, precision in pairs:  # refused before anything is timed: a GPU run, a missing package
+        with_backend(_sharing(model), backend, device=device, dtype=dtype, threads=args.threads, precision=precision)
     h, w = args.size
     header = {"model": described, "preset": config.name, "size": [h, w], "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else platform.processor() or platform.machine()),
               "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
-              "torch": torch.__version__, "backend": args.backend, "keyframe_interval": args.keyframe_interval,
-              "runs": args.runs, "warmup": args.warmup}
+              "torch": torch.__version__, "backend": pairs[0][0], "precision": pairs[0][1],
+              "keyframe_interval": args.keyframe_interval, "runs": args.runs, "warmup": args.warmup}
     print(f"evss bench: {described} ({config.name}), {w}x{h}, device {header['device_name']} ({device}), "
           f"threads {header['threads']}, {header['dtype']}, interval {args.keyframe_interval}, "
-          f"median of {args.runs} after {args.warmup} warm-up")
-    res = {**header, **bench(model, size=(h, w), device=device, flows=args.flow, interval=args.keyframe_interval,
-                             frames=args.frames, runs=args.runs, warmup=args.warmup, repeats=args.repeats,
-                             dtype=dtype)}
-    _print_tables(res, args.frames)
+          f"median of {args.runs} after {args.warmup} warm-up"
+          + (f", backend {', '.join(_label(*p) for p in pairs)}" if pairs != [("torch", "fp32")] else ""))
+    runs = {}
+    for backend, precision in pairs:
+        timed_model = with_backend(_sharing(model), backend, device=device, dtype=dtype, threads=args.threads,
+                                   precision=precision)
+        runs[_label(backend, precision)] = {"backend": backend, "precision": precision, **bench(
+            timed_model, size=(h, w), device=device, flows=args.flow, interval=args.keyframe_interval,
+            frames=args.frames, runs=args.runs, warmup=args.warmup, repeats=args.repeats, dtype=dtype)}
+        if len(pairs) > 1:
+            print(f"\n### {_label(backend, precision)}")
+        _print_tables(runs[_label(backend, precision)], args.frames)
+    first = runs[_label(*pairs[0])]
+    res = {**header, **{k: v for k, v in first.items() if k not in ("backend", "precision")}}
+    if len(pairs) > 1:  # every run in full, and the comparison; the first run's figures stay at the top level
+        res["backends"] = runs
+        res["comparison"] = compare(runs, args.flow)
+        _print_comparison(res["comparison"], args.flow)
     if args.json:
         atomic_write(args.json, lambda p: p.write_text(json.dumps(res, indent=2) + "\n"))
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _sharing(model: EVSSNet) -> EVSSNet:
+    """A model of the same networks, whose parts a backend can replace without touching ``model``."""
+    return EVSSNet(backbone=model.backbone, flow=model.flow, correction=model.correction,
+                   distortion=model.distortion).eval()
+
+
+def compare(runs: dict[str, dict], flows: list[str]) -> dict[str, dict]:
+    """Per run: the keyframe ms, the EVSS non-keyframe step ms (stream median) per flow source, and
+    their ratios against eager torch (None where torch was not timed)."""
+    base = runs.get("torch")
+    out = {}
+    for name, r in runs.items():
+        row: dict[str, Any] = {"keyframe_ms": r["parts_ms"]["keyframe"], "correction_ms": r["parts_ms"]["conet"],
+                               "first_call_s": r["first_call_s"]}
+        row["keyframe_speedup"] = base["parts_ms"]["keyframe"] / row["keyframe_ms"] if base else None
+        for f in flows:
+            non = r["streams"][f"evss_{f}"]["ms_non_keyframe"]
+            torch_non = base["streams"][f"evss_{f}"]["ms_non_keyframe"] if base else None
+            row[f"non_keyframe_ms_{f}"] = non
+            row[f"non_keyframe_speedup_{f}"] = torch_non / non if torch_non and non else None
+        out[name] = row
+    return out
+
+
+def _print_comparison(comparison: dict[str, dict], flows: list[str]) -> None:
+    """The backends side by side: keyframe and EVSS non-keyframe step, ms and x eager torch."""
+    def fmt(v, spec=".1f"):
+        return "n/a" if v is None else format(v, spec)
+
+    cols = " | ".join(f"EVSS non-keyframe ms, {f} | x torch" for f in flows)
+    print(f"\n| backend | keyframe ms | x torch | {cols} | CoNet ms | first calls s (keyframe / CoNet) |")
+    print("|---|" + "---:|" * (4 + 2 * len(flows)))
+    for name, row in comparison.items():
+        non = " | ".join(f"{fmt(row[f'non_keyframe_ms_{f}'])} | {fmt(row[f'non_keyframe_speedup_{f}'], '.2f')}"
+                         for f in flows)
+        print(f"| {name} | {fmt(row['keyframe_ms'])} | {fmt(row['keyframe_speedup'], '.2f')} | {non} | "
+              f"{fmt(row['correction_ms'])} | {row['first_call_s']['keyframe']:.1f} / "
+              f"{row['first_call_s']['conet']:.1f} |")
 
 
 def _print_tables(res: dict, frames: int) -> None:

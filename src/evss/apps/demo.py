@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from evss.backends import with_backend
 from evss.checkpoint import DEMO_WEIGHTS, load_weights
 from evss.data.synthdrive import Clip, SynthDriveConfig, generate_clip
 from evss.device import resolve_device
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     model, config, described, trained = load_weights(args.weights, default=DEMO_WEIGHTS,
                                                      notice=lambda m: print(m, file=sys.stderr))
+    with_backend(model, args.backend, device=device, dtype=torch.float32, threads=args.threads,
+                 precision=args.precision)
     # The weights' own deployment defaults, as `evss segment` uses them (for the built-in SynthDrive
     # weights: warp-only propagation with DIS flow, the best point measured; see the README).
     mode, flow_name = config.default_mode, config.flow_source
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"evss demo: SynthDrive clip of {args.frames} frames {w}x{h} (seed {args.seed}, {gen_s:.1f} s), "
           f"model {described} ({config.name}), mode {mode}, flow {flow_name}, keyframe interval "
           f"{args.keyframe_interval}, device {device}, "
-          f"threads {torch.get_num_threads()}")
+          f"threads {torch.get_num_threads()}" + _backend_text(args))
     if config.label_space != "camvid":
         print(f"note: the model predicts {config.label_space} classes but SynthDrive is labelled in CamVid-11; "
               "the mIoU is not meaningful", file=sys.stderr)
@@ -92,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(summary, mode, trained)
     print(f"wrote {out / 'overlay.mp4'}, {out / 'panel.mp4'}, {out / 'summary.json'}")
     return 0
+
+
+def _backend_text(args: argparse.Namespace) -> str:
+    if args.backend == "torch":
+        return ""
+    return f", backend {args.backend}" + (f" {args.precision}" if args.precision != "fp32" else "")
 
 
 def _stream(seg: VideoSegmenter, clip: Clip, out: Path, *, fps: Fraction, config: Any) -> _Streamed:
@@ -147,6 +156,7 @@ def _summary(args: argparse.Namespace, streamed: _Streamed, base_cm: ConfusionMa
         "weights": described, "trained": trained, "preset": config.name, "label_space": config.label_space,
         "frames": args.frames, "height": h, "width": w, "seed": args.seed,
         "keyframe_interval": args.keyframe_interval, "mode": mode, "flow_source": flow_name, "device": str(device),
+        "backend": args.backend, "precision": args.precision,
         "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "miou": streamed.cm.compute()["miou"], "miou_per_frame": base_cm.compute()["miou"],
         "temporal_consistency": streamed.tc.compute() if args.frames > 1 else None,

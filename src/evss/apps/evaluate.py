@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from evss import memory
+from evss.backends import with_backend
 from evss.checkpoint import load_model
 from evss.device import init_distributed
 from evss.evaluation import (
@@ -26,6 +27,7 @@ from evss.evaluation import (
     write_report,
 )
 from evss.memory import format_bytes, resolve_budget
+from evss.models.evss import EVSSNet
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +64,10 @@ def _model_size(args: argparse.Namespace, source: Any, config: Any, *, tc: bool)
 def _run(args: argparse.Namespace, device: torch.device, *, rank: int, world: int) -> int:
     model, config = load_model(args.weights)
     model = model.to(device).eval()
+    reference = EVSSNet(backbone=model.backbone, flow=model.flow, correction=model.correction,
+                        distortion=model.distortion).eval()  # PyTorch's parts, for the cost table's FLOPs
+    backend = {"device": device, "dtype": torch.float32, "threads": args.threads, "precision": args.precision}
+    with_backend(model, args.backend, **backend)
     opened = eval_source(eval_data(args))
     tc_name = args.tc_flow or opened.tc_flow_default
     model_size = _model_size(args, opened.source, config, tc=tc_name != "none")
@@ -70,6 +76,8 @@ def _run(args: argparse.Namespace, device: torch.device, *, rank: int, world: in
                           flow_sources=[v.strip() for v in args.flow_sources.split(",") if v.strip()],
                           variants=args.variant, compare=args.compare, propagation=args.propagation,
                           label_space=opened.label_space)
+    for m in methods:  # --compare models (the others share the parts of --weights, already replaced)
+        with_backend(m.model, args.backend, **backend)
     t0 = time.perf_counter()
     report = evaluate(methods, opened.source, num_classes=config.num_classes, intervals=args.intervals,
                       target=args.target, tc_interval=args.tc_interval, tc_flow=tc_flow, tc_flow_name=tc_name,
@@ -78,13 +86,14 @@ def _run(args: argparse.Namespace, device: torch.device, *, rank: int, world: in
     report["seconds"] = time.perf_counter() - t0
     report["flow_of_plain_rows"] = config.flow_source if config.flow_source not in ("learned", "mv") else "learned"
     report["device"], report["threads"] = str(device), torch.get_num_threads()
+    report["backend"], report["precision"] = args.backend, args.precision
     report["weights"], report["preset"] = str(args.weights), config.name
     if rank != 0:
         return 0
     costs = None
     if args.costs_size:
         h, w = args.costs_size
-        costs = component_costs(model, h, w)
+        costs = component_costs(reference, h, w)
         costs["size"] = f"{h}x{w}"
     md = write_report(report, args.out, label_space=opened.label_space, costs=costs,
                       command="evss eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]))

@@ -28,7 +28,8 @@ def options(args: argparse.Namespace) -> tuple[SegmentOptions, OutputOptions]:
                          flow=args.flow, propagation=args.propagation, adaptive=args.adaptive,
                          max_interval=args.max_interval, share=args.share, residual=args.residual,
                          device=args.device, half=args.half, threads=args.threads, backend=args.backend,
-                         max_size=args.max_size, max_memory=args.max_memory, allow_downscale=not args.no_downscale,
+                         precision=args.precision, max_size=args.max_size, max_memory=args.max_memory,
+                         allow_downscale=not args.no_downscale,
                          fps=args.fps, on_error=args.on_error, progress=not args.quiet)
     out = OutputOptions(layout=args.layout, alpha=args.alpha, save_labels=args.save_labels, save_maps=args.save_maps,
                         maps=tuple(args.maps), pix_fmt=args.pix_fmt, crf=args.crf)

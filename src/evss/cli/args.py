@@ -57,8 +57,29 @@ def int_list(text: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-# Literal copy of evss.backends.BACKENDS (tests/apps/test_flags.py checks they agree): flag modules
-# must not import torch.
-BACKENDS = ("torch", "onnxruntime")
+# Literal copies of evss.backends.BACKENDS and PRECISIONS (tests/apps/test_flags.py checks they agree):
+# flag modules must not import torch.
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")
 # Literal copy of evss.segmenter.PROPAGATIONS (checked by the same test).
 PROPAGATIONS = ("composed", "chained", "merged")
+
+
+BACKEND_HELP = ("torch (default), onnxruntime (the keyframe network; CPU, float32; pip install onnxruntime onnx "
+                "onnxscript) or openvino (the keyframe, correction and flow networks; CPU; pip install "
+                "'evss[openvino]'); graphs are converted once per frame size and cached under $EVSS_CACHE "
+                "(default ~/.cache/evss)")
+PRECISION_HELP = ("fp32 (default), or int8 with --backend openvino: NNCF post-training quantisation, calibrated "
+                  "once per frame size on generated SynthDrive frames or the images of $EVSS_CALIBRATION")
+
+
+def add_backend_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, several: bool = False) -> None:
+    """``--backend`` and ``--precision``: one value each, or (``several``, `evss bench`) one or more."""
+    if several:
+        p.add_argument("--backend", nargs="+", choices=BACKENDS, default=["torch"], metavar="BACKEND",
+                       help="time each of these backends in one run, e.g. torch openvino: " + BACKEND_HELP)
+        p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"], metavar="PRECISION",
+                       help="time each of these precisions (int8 applies to openvino only): " + PRECISION_HELP)
+        return
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help="run the networks with " + BACKEND_HELP)
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)

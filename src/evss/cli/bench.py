@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import BACKENDS, size
+from evss.cli.args import add_backend_arguments, size
 
 FLOW_SOURCES = ("learned", "dis", "mv")  # evss.flow_sources.FLOW_SOURCES (a test checks they agree)
 
@@ -32,6 +32,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2, help="passes over the clip per stream (default 2)")
     p.add_argument("--half", action="store_true", help="float16 on CUDA")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="run the keyframe network with torch (default) or onnxruntime (CPU, float32)")
+    add_backend_arguments(p, several=True)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import PROPAGATIONS, int_list, optional_size, size
+from evss.cli.args import PROPAGATIONS, add_backend_arguments, int_list, optional_size, size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("eval-report"))
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
+    add_backend_arguments(p)
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget, e.g. 2G (default: half the available memory, at most 3G); frames whose "
                         "estimated peak is over it are segmented smaller and the labels upsampled for scoring")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import BACKENDS, PROPAGATIONS, unit_float
+from evss.cli.args import PROPAGATIONS, add_backend_arguments, unit_float
 
 # Literal copies of evss.checkpoint.DEFAULT_WEIGHTS, evss.flow_sources.FLOW_SOURCES,
 # evss.visualize.LAYOUTS and evss.pipeline.outputs.MAP_NAMES (a test checks they agree): the parser is
@@ -85,9 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     r.add_argument("--half", action="store_true", help="float16 on CUDA")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    r.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="run the keyframe network with torch (default) or onnxruntime (CPU, float32: exported "
-                        "once per frame size and cached; needs the onnxruntime, onnx and onnxscript packages)")
+    add_backend_arguments(r)
     r.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                    help="downscale frames so the longer side is at most this (outputs at that size)")
     r.add_argument("--max-memory", default=None, metavar="SIZE",

@@ -80,17 +80,30 @@ class ScaledKeyframeUpdate(nn.Module):
         prepare_inference(self.net.eval())
         fold_batchnorm(self.eval())
 
-    def _scaled(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The keyframe network on the resized frame: decoder features and logits at its 1/4 grid."""
+    def scaled_input(self, image: torch.Tensor) -> torch.Tensor:
+        """The frame resized by ``scale`` (sides rounded to multiples of 32), antialiased: (N, 3, hs, ws).
+
+        Apart from :meth:`from_scaled` because compiled runtimes have no antialiased resize
+        (OpenVINO, ``evss.backends.openvino``): they run the rest and leave this to PyTorch."""
         h, w = image.shape[-2:]
         size = (max(32, round(h * self.scale / 32) * 32), max(32, round(w * self.scale / 32) * 32))
-        small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def _scaled(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keyframe network on the resized frame: decoder features and logits at its 1/4 grid."""
+        return self._network(self.scaled_input(image))
+
+    def _network(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.net.features(small)  # (N, ch, hs/4, ws/4)
         return x, self.net.logits(x)  # (N, ch, hs/4, ws/4), (N, C, hs/4, ws/4)
 
     def forward(self, image: torch.Tensor, warped_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.from_scaled(self.scaled_input(image), warped_logits)
+
+    def from_scaled(self, small: torch.Tensor, warped_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` from the resized frame (:meth:`scaled_input`) on: (F^u, edge scores)."""
         grid = warped_logits.shape[-2:]  # (h, w): the 1/4 grid of the full frame
-        feats, logits = self._scaled(image)
+        feats, logits = self._network(small)
         feats = resize(self.project(feats).contiguous(), grid)  # (N, k, h, w)
         logits = resize(logits.contiguous(), grid)  # (N, C, h, w)
         x = torch.cat([feats, logits, warped_logits], dim=1)  # (N, k + 2C, h, w)

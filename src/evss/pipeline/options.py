@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from evss.backends import check_backend
 from evss.errors import EvssError
 from evss.media.reader import ON_ERROR
 from evss.memory import parse_bytes
@@ -45,7 +46,8 @@ class SegmentOptions:
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     half: bool = False  # float16 on CUDA
     threads: int | None = None  # CPU threads for torch; None: torch's choice
-    backend: str = "torch"  # runs the keyframe network: "torch" or "onnxruntime"
+    backend: str = "torch"  # runs the networks: "torch", "onnxruntime" (the keyframe network) or "openvino" (all)
+    precision: str = "fp32"  # "fp32", or "int8" with backend "openvino" (NNCF post-training quantisation)
     max_size: int | None = None  # downscale frames so the longer side is at most this (outputs at that size)
     max_memory: str | None = None  # memory budget such as "2G"; None: half the available memory, at most 3G
     allow_downscale: bool = True  # over the budget: segment a downscaled copy (False: stop with an error)
@@ -64,6 +66,7 @@ class SegmentOptions:
             raise EvssError(f"mode {self.mode!r} is not one of {MODES}")
         if self.propagation not in PROPAGATIONS:
             raise EvssError(f"propagation {self.propagation!r} is not one of {PROPAGATIONS}")
+        check_backend(self.backend, self.precision)
         if self.on_error not in ON_ERROR:
             raise EvssError(f"on_error {self.on_error!r} is not one of {ON_ERROR}")
         if self.max_interval < 1:

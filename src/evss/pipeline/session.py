@@ -109,7 +109,8 @@ def _prepare(reader: VideoReader, source: str | Path, options: SegmentOptions, o
              weights: LoadedWeights | None, device: torch.device, dtype: torch.dtype, *, motion_vectors: bool,
              return_maps: bool, notice: Notice) -> Run:
     weights = weights or load(options.weights, notice=notice)
-    with_backend(weights.model, options.backend, device=device, dtype=dtype, threads=options.threads)
+    with_backend(weights.model, options.backend, device=device, dtype=dtype, threads=options.threads,
+                 precision=options.precision, notice=notice)
     flow_name = options.flow or weights.config.flow_source  # the weights' own flow source unless told otherwise
     mode = options.mode or weights.config.default_mode
     if outputs is not None and outputs.save_maps and mode == "warp_only":
@@ -164,5 +165,6 @@ def describe(run: Run, options: SegmentOptions) -> list[str]:
     model = (f"  model {w.described} ({config.name}, {config.num_classes} classes), {schedule}, mode {run.mode}, "
              f"flow {run.flow_name}, " + (f"{options.propagation} propagation, " if run.mode != "per_frame" else "")
              + f"device {run.device}{' fp16' if options.half else ''}, threads {torch.get_num_threads()}"
-             + (f", backend {options.backend}" if options.backend != "torch" else ""))
+             + (f", backend {options.backend}" if options.backend != "torch" else "")
+             + (f" {options.precision}" if options.precision != "fp32" else ""))
     return [f"evss segment: {run.info.describe()}", model]

@@ -1,4 +1,4 @@
-"""Inference backends for the keyframe network: eager PyTorch (the default) or ONNX Runtime on the CPU.
+"""The ONNX Runtime backend: the keyframe network through ONNX Runtime on the CPU, float32.
 
 ONNX Runtime fuses each conv with its activation and padding and runs the keyframe network about
 twice as fast as eager PyTorch on this CPU (``evss bench --backend onnxruntime``; figures in the
@@ -10,20 +10,16 @@ logits (N, C, ceil(H/4), ceil(W/4))), so it is passed into the model in place of
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from evss.backends.cache import OPSET, cache_root, fingerprint
 from evss.errors import EvssError
 from evss.media import atomic_write
-
-BACKENDS = ("torch", "onnxruntime")
-OPSET = 18
 
 
 def onnx_export(graph: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
@@ -50,17 +46,8 @@ def onnx_export(graph: nn.Module, args: tuple, path: Path, inputs: list[str], ou
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EVSS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "evss"
-    return Path(root) / "onnx"
-
-
-def fingerprint(module: nn.Module) -> str:
-    """A hash of the module's class, weights and buffers (and the torch version that exports it)."""
-    h = hashlib.sha256(f"{type(module).__qualname__} {torch.__version__} opset{OPSET}".encode())
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().float().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:20]
+    """The ONNX graphs' folder under the cache root (:func:`evss.backends.cache.cache_root`)."""
+    return cache_root() / "onnx"
 
 
 class OnnxRuntimeBackbone(nn.Module):
@@ -109,17 +96,3 @@ class OnnxRuntimeBackbone(nn.Module):
         x = image.detach().contiguous().numpy()  # (N, 3, H, W)
         logits = self.session(tuple(x.shape)).run(None, {"image": x})[0]  # (N, C, H/4, W/4)
         return torch.from_numpy(logits)
-
-
-def with_backend(model: nn.Module, backend: str, *, device: torch.device, dtype: torch.dtype,
-                 threads: int | None = None) -> nn.Module:
-    """``model`` with its keyframe network run by ``backend`` (in place; returned for chaining)."""
-    if backend not in BACKENDS:
-        raise EvssError(f"backend {backend!r} is not one of {BACKENDS}")
-    if backend == "onnxruntime":
-        if device.type != "cpu" or dtype != torch.float32:
-            raise EvssError(f"--backend onnxruntime runs float32 on the CPU; this run uses {dtype} on {device} "
-                            "(use --backend torch there)")
-        if not isinstance(model.backbone, OnnxRuntimeBackbone):
-            model.backbone = OnnxRuntimeBackbone(model.backbone, threads=threads)
-    return model
