@@ -180,7 +180,7 @@ def test_ray_gives_the_same_labels_and_retries_a_killed_worker(tmp_path, tiny_we
 
 
 def test_ctrl_c_discards_the_inputs_in_flight_and_says_how_to_resume(tmp_path, tiny_weights):
-    inputs = _inputs(tmp_path / "in", n_videos=3, frames=150, size=(96, 128))[:3]
+    inputs = _inputs(tmp_path / "in", n_videos=3, frames=400, size=(144, 192))[:3]  # seconds each: caught in flight
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "evss.cli", "segment", *map(str, inputs), "-o", str(out), "--weights",
            str(tiny_weights), "--workers", "1", "--mode", "evss", "-q"]
