@@ -184,7 +184,9 @@ def test_ctrl_c_discards_the_inputs_in_flight_and_says_how_to_resume(tmp_path, t
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "evss.cli", "segment", *map(str, inputs), "-o", str(out), "--weights",
            str(tiny_weights), "--workers", "1", "--mode", "evss", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT's default disposition in the child, even when this test run inherited it ignored from a shell
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob(".clip*.partial.mp4")):
         time.sleep(0.05)

@@ -82,8 +82,15 @@ class Progress:
 def start_segment(src: Path, out: Path, weights: Path, *extra) -> tuple[subprocess.Popen, Progress]:
     proc = subprocess.Popen([sys.executable, "-m", "evss.cli", "segment", str(src), "-o", str(out), "--weights",
                              str(weights), "--threads", "1", *map(str, extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=out.parent)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=out.parent,
+                            preexec_fn=default_sigint)
     return proc, Progress(proc)
+
+
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default disposition. A test run started in the background by a shell
+    inherits SIGINT ignored, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def count_frames(path: Path) -> int:
