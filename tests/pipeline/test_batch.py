@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import panning_clip
+from conftest import DATA, need_path, panning_clip
 from evss.cli import main
 from evss.errors import EvssError
 from evss.media import write_video_frames
@@ -63,19 +63,22 @@ def test_names_keep_relative_paths_and_a_clash_is_an_error_before_any_work(tmp_p
 
 
 def test_a_batch_equals_single_runs_records_one_failure_and_a_rerun_does_no_work(tmp_path, tiny_weights, capsys):
-    inputs = _inputs(tmp_path / "in")
-    common = ["--weights", str(tiny_weights), "--mode", "evss", "--keyframe-interval", "3", "-q"]
+    """The two dash-cam clips, a frame folder and a broken file on 2 workers (frames at most 160 px, tiny model)."""
+    clips = [need_path(DATA / "video" / name, "the dash-cam clips")
+             for name in ("udacity_solidWhiteRight.mp4", "udacity_vehicle_test_video.mp4")]
+    inputs = [*clips, *_inputs(tmp_path / "in")[2:]]  # + a frame folder and a broken file
+    common = ["--weights", str(tiny_weights), "--mode", "evss", "--keyframe-interval", "3", "--max-size", "160", "-q"]
     out = tmp_path / "out"
     rc = main(["segment", *map(str, inputs), "-o", str(out), "--workers", "2", "--save-labels",
                str(tmp_path / "labels"), *common])
     err = capsys.readouterr()
     assert rc == 1, err
     recs = _records(out)
-    assert {n: r["status"] for n, r in recs.items()} == {"clip0": "done", "clip1": "done", "frames": "done",
-                                                         "broken": "failed"}
+    names = ("udacity_solidWhiteRight", "udacity_vehicle_test_video", "frames")
+    assert {n: r["status"] for n, r in recs.items()} == {**dict.fromkeys(names, "done"), "broken": "failed"}
     assert "not a video FFmpeg can read" in recs["broken"]["error"] and "failed: " in err.out
-    assert [recs[n]["frames_out"] for n in ("clip0", "clip1", "frames")] == [7, 8, 5]
-    for src, name in zip(inputs[:3], ("clip0", "clip1", "frames")):  # labels equal one input's own run
+    assert [recs[n]["frames_out"] for n in names] == [221, 38, 5]
+    for src, name in zip(inputs[:3], names):  # labels byte-identical to one input's own run
         assert main(["segment", str(src), "-o", str(tmp_path / f"single_{name}.mp4"), "--save-labels",
                      str(tmp_path / f"single_{name}"), *common]) == 0
         np.testing.assert_array_equal(_labels(tmp_path / "labels" / name), _labels(tmp_path / f"single_{name}"))
