@@ -109,18 +109,19 @@ def calibrate_batchnorm(module: nn.Module, run) -> None:
         bn.momentum = 0.1
 
 
-def vivid_tiny_model(seed: int = 0):
-    """The ``tiny`` preset (seeded) with BatchNorm calibrated so that its outputs vary; eval mode."""
+def vivid_tiny_model(seed: int = 0, label_space: str = "camvid"):
+    """The ``tiny`` preset (seeded) with BatchNorm calibrated so that its outputs vary; eval mode.
+    ``label_space="cityscapes"``: the 19-class model (as the streets weights)."""
     from evss.config import build_model, preset
     torch.manual_seed(seed)
-    model = build_model(preset("tiny"))
+    model = build_model(preset("tiny", label_space=label_space))
     # the preset's CoNet starts at F^u = F^w (passthrough head); the tests need one that corrects
     model.correction.predict_cc.reset_parameters()
     images = smooth_images(8, seed=seed)  # (8, 3, 64, 128)
     calibrate_batchnorm(model.backbone, lambda: model.backbone(images))
     calibrate_batchnorm(model.flow, lambda: model.flow(images[:4], images[4:]))
     with torch.no_grad():
-        logits = model.backbone(images)  # (8, 11, 16, 32)
+        logits = model.backbone(images)  # (8, C, 16, 32)
     calibrate_batchnorm(model.correction, lambda: model.correction(images, logits))
     return model.eval()
 
@@ -151,6 +152,21 @@ def tiny_weights(tmp_path_factory) -> Path:
     model = build_model(preset("tiny"))
     model.load_state_dict(vivid_state(0))
     return save_model(tmp_path_factory.mktemp("weights") / "tiny.safetensors", model.eval(), preset("tiny"))
+
+
+@pytest.fixture
+def tiny_streets_model():
+    """A vivid tiny EVSSNet in the Cityscapes-19 label space (eval mode), fresh for each test."""
+    return vivid_tiny_model(0, label_space="cityscapes")
+
+
+@pytest.fixture(scope="session")
+def tiny_streets_weights(tmp_path_factory) -> Path:
+    """The vivid tiny 19-class model as an evss checkpoint, for tests of the command line."""
+    from evss.checkpoint import save_model
+    from evss.config import preset
+    return save_model(tmp_path_factory.mktemp("weights") / "tiny19.safetensors",
+                      vivid_tiny_model(0, label_space="cityscapes"), preset("tiny", label_space="cityscapes"))
 
 
 @pytest.fixture(scope="session")

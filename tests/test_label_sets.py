@@ -98,3 +98,11 @@ def test_bad_set_tables_are_refused():
         set_table({**CAMVID_AS_CITYSCAPES, "Car": ("lorry",)}, outer=CAMVID, inner=CITYSCAPES)
     with pytest.raises(ConfigError, match="set table"):
         membership(19, torch.ones(11, 18, dtype=torch.bool))
+
+
+def test_the_collapse_table_takes_a_model_to_the_data_labels_or_refuses():
+    from evss.label_sets import collapse_table
+    assert collapse_table("camvid", "camvid") is None and collapse_table("cityscapes", "cityscapes") is None
+    assert torch.equal(collapse_table("cityscapes", "camvid"), camvid_sets())  # 19 classes scored on CamVid-11
+    with pytest.raises(ConfigError, match="a model in the camvid label space cannot be scored on cityscapes labels"):
+        collapse_table("camvid", "cityscapes")

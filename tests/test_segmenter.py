@@ -206,3 +206,27 @@ def test_custom_flow_estimator(tiny_model):
     seg = VideoSegmenter(tiny_model, config=SegmenterConfig(mode="warp_only"), flow=zero)
     out = list(seg.segment(_clip(3, 64, 64)))
     assert np.array_equal(out[1].labels, out[0].labels)  # zero flow carries the keyframe labels unchanged
+
+
+def test_label_sets_give_the_argmax_of_each_sets_summed_probability(tiny_streets_model):
+    """A 19-class model scored in CamVid-11: the keyframe's labels are the argmax of the set-summed
+    softmax of the logits upsampled to the frame (as training's held-out evaluation); sets of one class
+    give the exact labels of the model's own classes at every frame, and what propagates is unchanged."""
+    from evss.label_sets import camvid_sets, collapse_probabilities
+    from evss.models.upsample import upsample4
+    frames = _clip(4, 64, 96)
+    seg = VideoSegmenter(tiny_streets_model, config=SegmenterConfig(mode="per_frame"), label_sets=camvid_sets())
+    with torch.no_grad():
+        logits = upsample4(tiny_streets_model.backbone(to_tensor(frames[0], "cpu", torch.float32)), (64, 96))
+    want = collapse_probabilities(logits, camvid_sets()).argmax(1)[0].numpy()  # (64, 96) CamVid-11 ids
+    got = seg.step(frames[0]).labels
+    assert np.array_equal(got, want) and got.max() < 11 and len(np.unique(got)) > 2
+    for merge in ("quarter", "full"):
+        cfg = SegmenterConfig(keyframe_interval=4, merge_resolution=merge, labels="exact")
+        plain = VideoSegmenter(tiny_streets_model, config=cfg, return_maps=True)
+        ones = VideoSegmenter(tiny_streets_model, config=cfg, return_maps=True, label_sets=torch.eye(19, dtype=bool))
+        sets = VideoSegmenter(tiny_streets_model, config=cfg, return_maps=True, label_sets=camvid_sets())
+        for f in frames:
+            a, b, c = plain.step(f), ones.step(f), sets.step(f)
+            assert np.array_equal(a.labels, b.labels) and np.array_equal(a.warped_labels, b.warped_labels), merge
+            assert np.array_equal(a.maps["fine"], c.maps["fine"]) and c.labels.max() < 11, merge

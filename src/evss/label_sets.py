@@ -46,6 +46,19 @@ def camvid_sets() -> torch.Tensor:
     return set_table(CAMVID_AS_CITYSCAPES, outer=CAMVID, inner=CITYSCAPES)
 
 
+def collapse_table(model_space: str, data_space: str) -> torch.Tensor | None:
+    """How a model's predictions are scored on labels of ``data_space``: None when the spaces agree,
+    the (K, C) set table when the data's classes are sets of the model's (a Cityscapes-19 model on
+    CamVid-11 or SynthDrive labels: :func:`camvid_sets`); ConfigError otherwise (an 11-class model
+    cannot be scored on 19-class labels)."""
+    if model_space == data_space:
+        return None
+    if (model_space, data_space) == (CITYSCAPES.name, CAMVID.name):
+        return camvid_sets()  # (11, 19)
+    raise ConfigError(f"a model in the {model_space} label space cannot be scored on {data_space} labels "
+                      f"(no {data_space} class is a set of {model_space} classes)")
+
+
 def membership(num_classes: int, *foreign: torch.Tensor) -> torch.Tensor:
     """(K, C) bool over the target ids: the identity for ``0 .. C-1``, then each foreign set table's
     rows (their ids start at C, in the order given)."""

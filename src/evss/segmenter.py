@@ -34,6 +34,7 @@ import torch
 
 from evss.errors import EvssError
 from evss.keyframes import FixedInterval, KeyframePolicy
+from evss.label_sets import collapse_probabilities
 from evss.models.distortion import COARSE_REFERENCES, coarse_map, fine_map, fuse, merge
 from evss.models.evss import EVSSNet, rectify
 from evss.models.flow import FlowEstimator
@@ -99,14 +100,19 @@ class VideoSegmenter:
     """Streams frames through Algorithm 1 and yields one label map per frame.
 
     ``model`` supplies the parts (backbone, flow, CoNet, distortion config); ``flow`` optionally
-    replaces the model's FlowNet by any :class:`FlowEstimator`.
+    replaces the model's FlowNet by any :class:`FlowEstimator`. ``label_sets`` (K, C) bool, for
+    scoring on another label space (:func:`evss.label_sets.collapse_table`): the labels it returns
+    (``labels``, ``warped_labels``) are then ids of the K sets, each pixel the set with the largest
+    summed softmax probability of the logits upsampled to full resolution (the held-out evaluation
+    of training does the same); what propagates (F_k, P_k) stays in the model's C classes.
     """
 
     def __init__(self, model: EVSSNet, *, config: SegmenterConfig = SegmenterConfig(),
                  device: torch.device | str | None = None, flow: FlowEstimator | None = None,
                  keyframe_policy: KeyframePolicy | None = None, return_maps: bool = False,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, label_sets: torch.Tensor | None = None) -> None:
         self.config = config
+        self.label_sets = label_sets
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.dtype = dtype
         # BN folded and NHWC for SwiftNet keyframe networks (before any cast to half): the model is
@@ -142,8 +148,14 @@ class VideoSegmenter:
         return upsample4(x, self._size)  # (1, C, H, W)
 
     def _labels(self, logits: torch.Tensor) -> np.ndarray:
-        """Lines 16-17: class ids (H, W) uint8 at input resolution."""
+        """Lines 16-17: class ids (H, W) uint8 at input resolution (ids of the label sets when given)."""
+        if self.label_sets is not None:
+            return self._set_labels(self._upsample(logits))
         return labels_from_quarter(logits, self._size, exact=self.config.labels == "exact").cpu().numpy()
+
+    def _set_labels(self, full: torch.Tensor) -> np.ndarray:
+        """(1, C, H, W) logits -> (H, W) uint8 ids of the label sets (the argmax of their summed probabilities)."""
+        return class_argmax(collapse_probabilities(full, self.label_sets))[0].to(torch.uint8).cpu().numpy()
 
     def _map(self, m: torch.Tensor) -> np.ndarray:
         return self._upsample(m)[0, 0].clamp(0, 1).float().cpu().numpy()  # (H, W)
@@ -247,7 +259,8 @@ class VideoSegmenter:
         coarse_up = self._upsample(coarse)
         fine = fine_map(coarse_up, edge, distortion)  # (1, 1, H, W)
         merged = fuse(up_w, up_u, fine, distortion)  # (1, C, H, W)
-        labels = class_argmax(merged)[0].to(torch.uint8).cpu().numpy()
+        labels = (class_argmax(merged)[0].to(torch.uint8).cpu().numpy() if self.label_sets is None
+                  else self._set_labels(merged))
         # P_i on the 1/4 grid for the next coarse map: the quarter-grid merge's argmax.
         q_merged, _, q_fine = merge(warped, updated, correction.edge_probability(edge_scores), key_pred, distortion)
         pred = class_argmax(q_merged)

@@ -96,3 +96,13 @@ def test_literal_choices_agree_with_the_library():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     model_help = next(a.help for a in train._actions if a.dest == "model")
     assert model_help.startswith(f"preset ({', '.join(PRESETS)})"), model_help  # every preset named
+
+
+def test_eval_data_choices_agree_with_the_library():
+    from evss.cli import evaluate as eval_flags
+    from evss.evaluation import DATA_KINDS
+    assert eval_flags.DATA_KINDS == DATA_KINDS
+    a = build_parser().parse_args(["eval", "--weights", "w"])
+    assert a.intervals_given is False and a.methods is None and a.split is None and a.holdout_list is None
+    a = build_parser().parse_args(["eval", "--weights", "w", "--intervals", "1", "--data", "cityscapes_pix2pix"])
+    assert a.intervals == (1,) and a.intervals_given is True

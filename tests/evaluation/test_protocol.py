@@ -5,12 +5,15 @@ import json
 
 import numpy as np
 import pytest
-from tiny_sources import FakeSource, JumpSource, PanSource
+from tiny_sources import FakeSource, JumpSource, PanSource, SingleFrames
 
 from conftest import algorithm1_reference, colour_model
 from evss.cli import main
 from evss.evaluation import Method, evaluate
 from evss.evaluation.protocol import _starts
+from evss.label_sets import camvid_sets
+from evss.metrics import ConfusionMatrix
+from evss.segmenter import SegmenterConfig, VideoSegmenter
 
 
 def test_interval_protocol_places_the_keyframe_d_frames_before():
@@ -90,3 +93,39 @@ def test_mv_rows_are_fed_the_codec_vectors(tmp_path, tiny_weights, monkeypatch):
     assert len(fed) >= 8 and len(moving) >= len(fed) // 2  # two rows (warp_only[mv], evss[mv]) x 4 runs x 3 steps
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert set(report["methods"]) == {"warp_only", "warp_only[mv]", "evss[mv]"}
+
+
+def test_single_frames_are_scored_per_frame_at_interval_1(tiny_streets_model):
+    """Each one-frame sequence is its own keyframe: the per-frame row at interval 1 counts every frame
+    (the confusion matrix of the backbone's labels on each), and asking for more is refused."""
+    src = SingleFrames()
+    rep = evaluate([Method("per_frame", tiny_streets_model, "per_frame", label_space="cityscapes")], src,
+                   num_classes=19, intervals=(1,), target="single", progress=False)
+    seg = VideoSegmenter(tiny_streets_model, config=SegmenterConfig(mode="per_frame"))
+    cm = ConfusionMatrix(19)
+    for s in range(3):
+        cm.update(seg.step(src.frame(s, 0)).labels, src.label(s, 0))
+    got = rep["methods"]["per_frame"]["intervals"]["1"]
+    assert rep["target"] == "single" and got["miou"] == pytest.approx(cm.compute()["miou"])
+    assert len(got["per_class_iou"]) == 19 and rep["methods"]["per_frame"]["temporal_consistency"] is None
+    with pytest.raises(ValueError, match="target 'single' .* per_frame rows at interval 1 only"):
+        evaluate([Method("evss", tiny_streets_model, "evss")], src, num_classes=19, intervals=(1,), target="single")
+    with pytest.raises(ValueError, match="at intervals \\[1, 2\\]"):
+        evaluate([Method("per_frame", tiny_streets_model, "per_frame")], src, num_classes=19, intervals=(1, 2),
+                 target="single")
+
+
+def test_a_19_class_model_is_scored_on_camvid_labels_through_the_sets(tiny_streets_model):
+    """Every row in the data's 11 classes: per frame, the argmax of the set-summed probabilities (the
+    segmenter's label_sets) against the 11-class labels; propagated rows score too."""
+    src = FakeSource(n=1, length=4)  # labels 0..3, CamVid ids
+    sets = camvid_sets()
+    rows = [Method(m, tiny_streets_model, m, label_sets=sets) for m in ("per_frame", "warp_only", "evss")]
+    rep = evaluate(rows, src, num_classes=11, intervals=(1, 3), progress=False)
+    seg = VideoSegmenter(tiny_streets_model, config=SegmenterConfig(mode="per_frame"), label_sets=sets)
+    cm = ConfusionMatrix(11)
+    for t in (1, 2, 3):  # the frames with a frame before them
+        cm.update(seg.step(src.frame(0, t)).labels, src.label(0, t))
+    assert rep["methods"]["per_frame"]["intervals"]["1"]["miou"] == pytest.approx(cm.compute()["miou"])
+    for m in rep["methods"].values():
+        assert all(len(v["per_class_iou"]) == 11 for v in m["intervals"].values())

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from tiny_sources import FakeSource, JumpSource
+from tiny_sources import FakeSource, JumpSource, SingleFrames
 
 from conftest import colour_model
 from evss.evaluation import Method, evaluate, write_report
@@ -39,3 +39,19 @@ def test_report_shows_temporal_consistency_by_place(tmp_path):
     place_1 = rep["methods"]["per_frame"]["tc_by_position"][1]
     assert row.split("|")[1:4] == [" per_frame ", " 100.00 ", f" {100 * place_1:.2f} "]
     assert (tmp_path / "tc_by_position.png").stat().st_size > 1000
+
+
+def test_the_report_says_what_was_collapsed_and_what_single_frames_score(tiny_model, tiny_streets_model, tmp_path):
+    rep = evaluate([Method("per_frame", tiny_model, "per_frame")], FakeSource(n=1, length=2), num_classes=11,
+                   intervals=(1,), progress=False)
+    md = write_report(rep, tmp_path / "c", label_space="camvid", model_space="cityscapes", command="t").read_text()
+    saved = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert saved["collapsed"]["model_label_space"] == "cityscapes" and saved["collapsed"]["scored_classes"] == 11
+    assert "Collapsed: a 19-class cityscapes model scored on 11-class camvid labels" in md
+    assert "| method | Sky | Building |" in md  # per-class IoU in the scored (CamVid) classes
+    rep = evaluate([Method("per_frame", tiny_streets_model, "per_frame")], SingleFrames(), num_classes=19,
+                   intervals=(1,), target="single", progress=False)
+    md = write_report(rep, tmp_path / "s", label_space="cityscapes", model_space="cityscapes", command="t").read_text()
+    assert "3 single frames, each its own keyframe: per frame only" in md and "Corrected labels" not in md
+    assert "| method | road | sidewalk | building |" in md
+    assert "collapsed" not in json.loads((tmp_path / "s" / "report.json").read_text())

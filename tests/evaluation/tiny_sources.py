@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import panning_clip, smooth_frames
+from conftest import panning_clip, smooth_frames, smooth_images
 
 
 class PanSource:
@@ -67,3 +67,26 @@ class JumpSource(PanSource):
 
     def num_sequences(self):
         return self.n
+
+
+class SingleFrames:
+    """Three one-frame sequences (as the pix2pix Cityscapes files), labelled in 19 classes."""
+
+    def __init__(self, h=64, w=96):
+        images = smooth_images(3, h, w, seed=4)  # (3, 3, h, w) in [0, 1]
+        self.frames = [(im.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for im in images]
+
+    def num_sequences(self):
+        return len(self.frames)
+
+    def sequence_length(self, s):
+        return 1
+
+    def labelled_indices(self, s):
+        return (0,)
+
+    def frame(self, s, t):
+        return self.frames[s]
+
+    def label(self, s, t):
+        return (self.frames[s][:, :, 0] // 14).astype(np.uint8)  # ids 0..18

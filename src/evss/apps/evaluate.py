@@ -16,8 +16,11 @@ from evss import memory
 from evss.backends import with_backend
 from evss.checkpoint import load_model
 from evss.device import init_distributed
+from evss.errors import EvssError
 from evss.evaluation import (
+    METHODS,
     EvalData,
+    EvalSource,
     component_costs,
     eval_memory_plan,
     eval_source,
@@ -26,6 +29,7 @@ from evss.evaluation import (
     tc_flow_for,
     write_report,
 )
+from evss.label_sets import collapse_table
 from evss.memory import format_bytes, resolve_budget
 from evss.models.evss import EVSSNet
 
@@ -44,7 +48,26 @@ def run(args: argparse.Namespace) -> int:
 def eval_data(args: argparse.Namespace) -> EvalData:
     """The data flags as an :class:`EvalData`."""
     return EvalData(kind=args.data, root=args.root, split=args.split, clips=args.clips, seed=args.seed,
-                    size=tuple(args.size), frames=args.frames)
+                    size=tuple(args.size), frames=args.frames, holdout_list=getattr(args, "holdout_list", None))
+
+
+def schedule(args: argparse.Namespace, opened: EvalSource) -> tuple[tuple[int, ...], list[str], str]:
+    """(intervals, modes, target) of the run: the flags', or, on single frames, per frame at interval 1
+    (the defaults there); a flag asking for propagation on single frames is a one-line error."""
+    modes = [m.strip() for m in (args.methods or ",".join(METHODS)).split(",") if m.strip()]
+    if not opened.single_frames:
+        return tuple(args.intervals), modes, args.target
+    why = (f"--data {args.data} holds single frames, scored per frame only (every frame its own keyframe: "
+           "keyframe interval 1)")
+    if getattr(args, "intervals_given", False) and tuple(args.intervals) != (1,):
+        raise EvssError(f"--intervals {','.join(map(str, args.intervals))}: {why}; drop --intervals")
+    if args.methods is not None and set(modes) != {"per_frame"}:
+        raise EvssError(f"--methods {args.methods}: {why}; drop --methods or pass --methods per_frame")
+    for flag, value in (("--flow-sources", args.flow_sources), ("--variant", args.variant),
+                        ("--compare", args.compare)):
+        if value:
+            raise EvssError(f"{flag}: {why}, and {flag} adds propagated rows; drop it")
+    return (1,), ["per_frame"], "single"
 
 
 def _model_size(args: argparse.Namespace, source: Any, config: Any, *, tc: bool) -> tuple[int, int] | None:
@@ -61,6 +84,21 @@ def _model_size(args: argparse.Namespace, source: Any, config: Any, *, tc: bool)
     return mem.height, mem.width
 
 
+def _say_what_is_scored(args: argparse.Namespace, config: Any, opened: EvalSource, sets: Any, *,
+                        rank: int) -> None:
+    """A note on stderr where the scores are not the plain ones: single frames, or collapsed classes."""
+    if rank != 0:
+        return
+    if opened.single_frames:
+        n = opened.source.num_sequences()
+        n = n if args.max_sequences is None else min(n, args.max_sequences)
+        print(f"note: --data {args.data}: {n} single frames, scored per frame (keyframe interval 1)", file=sys.stderr)
+    if sets is not None:
+        print(f"note: {config.num_classes}-class {config.label_space} predictions scored on {opened.label_space} "
+              f"labels, collapsed to its {len(sets)} classes by the label sets (the argmax of each set's summed "
+              "probability)", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace, device: torch.device, *, rank: int, world: int) -> int:
     model, config = load_model(args.weights)
     model = model.to(device).eval()
@@ -69,20 +107,23 @@ def _run(args: argparse.Namespace, device: torch.device, *, rank: int, world: in
     backend = {"device": device, "dtype": torch.float32, "threads": args.threads, "precision": args.precision}
     with_backend(model, args.backend, **backend)
     opened = eval_source(eval_data(args))
+    intervals, modes, target = schedule(args, opened)
+    sets = collapse_table(config.label_space, opened.label_space)  # None: scored in the model's own classes
+    _say_what_is_scored(args, config, opened, sets, rank=rank)
     tc_name = args.tc_flow or opened.tc_flow_default
     model_size = _model_size(args, opened.source, config, tc=tc_name != "none")
     tc_flow = tc_flow_for(tc_name, opened, model, device, kind=args.data, model_size=model_size)
-    methods = method_rows(model, config, device, modes=[m.strip() for m in args.methods.split(",")],
+    methods = method_rows(model, config, device, modes=modes,
                           flow_sources=[v.strip() for v in args.flow_sources.split(",") if v.strip()],
                           variants=args.variant, compare=args.compare, propagation=args.propagation,
-                          label_space=opened.label_space)
+                          label_space=opened.label_space, label_sets=sets)
     for m in methods:  # --compare models (the others share the parts of --weights, already replaced)
         with_backend(m.model, args.backend, **backend)
     t0 = time.perf_counter()
-    report = evaluate(methods, opened.source, num_classes=config.num_classes, intervals=args.intervals,
-                      target=args.target, tc_interval=args.tc_interval, tc_flow=tc_flow, tc_flow_name=tc_name,
-                      device=device, max_sequences=args.max_sequences, panel_samples=args.panels, rank=rank,
-                      world=world, model_size=model_size)
+    report = evaluate(methods, opened.source, num_classes=config.num_classes if sets is None else len(sets),
+                      intervals=intervals, target=target, tc_interval=args.tc_interval, tc_flow=tc_flow,
+                      tc_flow_name=tc_name, device=device, max_sequences=args.max_sequences,
+                      panel_samples=args.panels, rank=rank, world=world, model_size=model_size)
     report["seconds"] = time.perf_counter() - t0
     report["flow_of_plain_rows"] = config.flow_source if config.flow_source not in ("learned", "mv") else "learned"
     report["device"], report["threads"] = str(device), torch.get_num_threads()
@@ -95,10 +136,10 @@ def _run(args: argparse.Namespace, device: torch.device, *, rank: int, world: in
         h, w = args.costs_size
         costs = component_costs(reference, h, w)
         costs["size"] = f"{h}x{w}"
-    md = write_report(report, args.out, label_space=opened.label_space, costs=costs,
+    md = write_report(report, args.out, label_space=opened.label_space, costs=costs, model_space=config.label_space,
                       command="evss eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
     for name, m in report["methods"].items():
-        row = " ".join(f"{d}:{100 * m['intervals'][str(d)]['miou']:.1f}" for d in args.intervals)
+        row = " ".join(f"{d}:{100 * m['intervals'][str(d)]['miou']:.1f}" for d in intervals)
         tc = m["temporal_consistency"]
         print(f"{name:>12}  mIoU {row}  TC {'n/a' if tc is None else f'{100 * tc:.1f}'}")
     print(f"wrote {md} ({report['seconds']:.0f} s)")

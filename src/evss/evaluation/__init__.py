@@ -16,6 +16,7 @@ Temporal consistency (Eq. 8) is :class:`evss.metrics.TemporalConsistency`.
 
 from evss.evaluation.costs import component_costs
 from evss.evaluation.data import (
+    DATA_KINDS,
     TC_FLOWS,
     EvalData,
     EvalSource,
@@ -26,12 +27,12 @@ from evss.evaluation.data import (
     motion_fields,
     tc_flow_for,
 )
-from evss.evaluation.protocol import DEFAULT_INTERVALS, METHODS, Method, eval_memory_plan, evaluate
+from evss.evaluation.protocol import DEFAULT_INTERVALS, METHODS, TARGETS, Method, eval_memory_plan, evaluate
 from evss.evaluation.report import write_report
 from evss.evaluation.variants import method_rows, trained_flow, variant
 
 __all__ = [
-    "DEFAULT_INTERVALS", "METHODS", "TC_FLOWS", "EvalData", "EvalSource", "FlowLookup", "Method", "component_costs",
-    "estimated_flow", "eval_memory_plan", "eval_source", "evaluate", "method_rows", "model_frame", "motion_fields",
-    "tc_flow_for", "trained_flow", "variant", "write_report",
+    "DATA_KINDS", "DEFAULT_INTERVALS", "METHODS", "TARGETS", "TC_FLOWS", "EvalData", "EvalSource", "FlowLookup",
+    "Method", "component_costs", "estimated_flow", "eval_memory_plan", "eval_source", "evaluate", "method_rows",
+    "model_frame", "motion_fields", "tc_flow_for", "trained_flow", "variant", "write_report",
 ]

@@ -1,9 +1,11 @@
 """What an evaluation runs on: the sequence source of a data set and the flow that temporal
 consistency (Eq. 8) warps the previous prediction with.
 
-:class:`EvalData` names the data (SynthDrive generated on the fly or read from disk, or a CamVid
-split); :func:`eval_source` opens it as an :class:`EvalSource`: the sequences, the ground-truth flow
-lookup where the data has one, the default TC flow and the label space.
+:class:`EvalData` names the data (SynthDrive generated on the fly or read from disk, a CamVid split,
+or the pix2pix copy of Cityscapes: single frames, e.g. the held-out files of
+``recipes/cityscapes_heldout.txt``); :func:`eval_source` opens it as an :class:`EvalSource`: the
+sequences, the ground-truth flow lookup where the data has one, the default TC flow, the label space
+and whether the sequences are single frames (only the per-frame network can be scored on those).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from evss.data.camvid import CamVid
+from evss.data.cityscapes_pix2pix import CityscapesPix2Pix, read_number_list
 from evss.data.sources import ClipSource
 from evss.data.synthdrive import SynthDriveConfig, SynthDriveDataset
 from evss.errors import EvssError
@@ -28,37 +31,46 @@ from evss.tensors import to_tensor
 
 # (sequence, frame) -> (backward flow (2, H, W) of frame t to t-1 in pixels, valid mask (H, W) or None)
 FlowLookup = Callable[[int, int], "tuple[np.ndarray, np.ndarray | None]"]
-CAMVID_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "camvid"  # beside the checkout
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # beside the checkout
+CAMVID_ROOT = SHARED_DATA / "camvid"
+CITYSCAPES_PIX2PIX_ROOT = SHARED_DATA / "cityscapes_pix2pix"
 TC_FLOWS = ("gt", "learned", "dis", "none")
+DATA_KINDS = ("synthdrive", "camvid", "cityscapes_pix2pix")
 
 
 @dataclass(frozen=True)
 class EvalData:
     """The data of an evaluation.
 
-    ``kind``: "synthdrive" or "camvid". ``root``: a SynthDrive folder written by `evss synth` (None:
-    generate ``clips`` clips of ``frames`` frames at ``size`` (H, W) from ``seed``) or the CamVid
-    root (None: ../shared/data/camvid beside the checkout); ``split``: the CamVid split.
+    ``kind``: one of :data:`DATA_KINDS`. ``root``: a SynthDrive folder written by `evss synth` (None:
+    generate ``clips`` clips of ``frames`` frames at ``size`` (H, W) from ``seed``), the CamVid root
+    or the pix2pix Cityscapes root (None: ../shared/data/camvid or cityscapes_pix2pix beside the
+    checkout); ``split``: its split (None: CamVid's val, the pix2pix files' train).
+    ``holdout_list``: for cityscapes_pix2pix, the file of file numbers to evaluate (None: every file
+    of the split), e.g. ``recipes/cityscapes_heldout.txt``.
     """
 
     kind: str = "synthdrive"
     root: Path | None = None
-    split: str = "val"
+    split: str | None = None
     clips: int = 8
     seed: int = 1000  # apart from the training seeds
     size: tuple[int, int] = (256, 512)
     frames: int = 30
+    holdout_list: Path | None = None
 
 
 @dataclass(frozen=True)
 class EvalSource:
     """An opened :class:`EvalData`: ``source`` (a ``SequenceSource``), ``gt_flow`` (the true flow
-    with its valid mask, None for real video), the TC flow used when none is named, the label space."""
+    with its valid mask, None for real video), the TC flow used when none is named, the label space;
+    ``single_frames``: every sequence is one frame (no keyframe before it, no pair for TC)."""
 
     source: Any
     gt_flow: FlowLookup | None
     tc_flow_default: str
     label_space: str
+    single_frames: bool = False
 
 
 def model_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -69,25 +81,43 @@ def model_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 def eval_source(data: EvalData) -> EvalSource:
     """Open ``data``: its sequences, ground-truth TC flow (SynthDrive), default TC flow and label space."""
     if data.kind == "synthdrive":
-        if data.root is not None:
-            ds = SynthDriveDataset(data.root)
-        else:
-            h, w = data.size
-            ds = SynthDriveDataset(None, clips=data.clips, seed=data.seed,
-                                   config=SynthDriveConfig(height=h, width=w, frames=data.frames))
-        source = ClipSource(ds)  # keeps the last clip: its frames, labels and flow are read together
-
-        def gt_flow(s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-            c = source.clip(s)
-            return c.flow_bwd[t], ~c.occlusion[t]
-
-        return EvalSource(source, gt_flow, "gt", "camvid")
+        return _synthdrive(data)
     if data.kind == "camvid":
         root = data.root or CAMVID_ROOT
         if not root.exists():
             raise EvssError(f"CamVid root {root} does not exist (pass --root)")
-        return EvalSource(CamVid(root, data.split, max_step=2), None, "dis", "camvid")
+        return EvalSource(CamVid(root, data.split or "val", max_step=2), None, "dis", "camvid")
+    if data.kind == "cityscapes_pix2pix":
+        return _cityscapes_pix2pix(data)
     raise EvssError(f"unknown --data {data.kind!r}")
+
+
+def _synthdrive(data: EvalData) -> EvalSource:
+    """SynthDrive read from ``data.root`` or generated, with its true flow (occluded pixels invalid)."""
+    if data.root is not None:
+        ds = SynthDriveDataset(data.root)
+    else:
+        h, w = data.size
+        ds = SynthDriveDataset(None, clips=data.clips, seed=data.seed,
+                               config=SynthDriveConfig(height=h, width=w, frames=data.frames))
+    source = ClipSource(ds)  # keeps the last clip: its frames, labels and flow are read together
+
+    def gt_flow(s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+        c = source.clip(s)
+        return c.flow_bwd[t], ~c.occlusion[t]
+
+    return EvalSource(source, gt_flow, "gt", "camvid")
+
+
+def _cityscapes_pix2pix(data: EvalData) -> EvalSource:
+    """The pix2pix Cityscapes files (single frames, 256x512, 19 classes): those of ``data.holdout_list``
+    or the whole split; a missing root, list or listed file raises an error naming it."""
+    root = data.root or CITYSCAPES_PIX2PIX_ROOT
+    if not root.exists():
+        raise EvssError(f"Cityscapes pix2pix root {root} does not exist (pass --root)")
+    only = read_number_list(data.holdout_list) if data.holdout_list is not None else None
+    source = CityscapesPix2Pix(root, data.split or "train", only=only)
+    return EvalSource(source, None, "none", "cityscapes", single_frames=True)
 
 
 def tc_flow_for(name: str, opened: EvalSource, model: Any, device: torch.device, *, kind: str,

@@ -5,7 +5,12 @@ propagated (and, for EVSS, rectified) frame by frame to t, where the prediction 
 (t, d) run starts from a fresh segmenter. Where every frame is labelled (SynthDrive, the CamVid
 val clip) ``target="all"`` scores every frame that has d frames before it, which is the mean over
 all frames of a clip at each interval; ``target="last"`` scores only the last frame of each
-sequence, as with Cityscapes' 20th frame.
+sequence, as with Cityscapes' 20th frame. ``target="single"`` is for single frames (the pix2pix
+Cityscapes files): no frame has a keyframe before it, so only per-frame rows are scored, every
+labelled frame as its own keyframe, reported at interval 1 (``evss segment --keyframe-interval 1``).
+A model in another label space than the data's is scored through its label sets (``Method.label_sets``:
+e.g. a Cityscapes-19 model on CamVid-11 labels, each pixel the CamVid class whose Cityscapes classes
+have the largest summed probability).
 
 Reported per method and interval: mIoU and per-class IoU; corrected labels (Eq. 9, the share of
 pixels where the final prediction differs from the warped one, at full resolution); average time
@@ -39,6 +44,7 @@ from evss.segmenter import SegmenterConfig, VideoSegmenter
 
 DEFAULT_INTERVALS = tuple(range(1, 10))
 METHODS = ("per_frame", "warp_only", "evss")
+TARGETS = ("all", "last", "single")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Method:
     label_space: str = "camvid"
     segmenter_overrides: tuple[tuple[str, Any], ...] = ()
     flow: Any = None  # a FlowEstimator replacing the model's FlowNet (None: the learned flow)
+    label_sets: Any = None  # (K, C) bool: score in the K-class space of the data (evss.label_sets.collapse_table)
 
 
 @dataclass
@@ -111,7 +118,8 @@ def _segmenter(method: Method, interval: int, device, *, maps: bool = False) -> 
     cfg = SegmenterConfig(mode=method.mode, keyframe_interval=interval)
     if method.segmenter_overrides:
         cfg = dataclasses.replace(cfg, **dict(method.segmenter_overrides))
-    return VideoSegmenter(method.model, config=cfg, device=device, return_maps=maps, flow=method.flow)
+    return VideoSegmenter(method.model, config=cfg, device=device, return_maps=maps, flow=method.flow,
+                          label_sets=method.label_sets)
 
 
 def _step(seg: VideoSegmenter, method: Method, seq: _Sequence, t: int):
@@ -144,20 +152,23 @@ def _load_sequence(source: Any, s: int, *, methods: Sequence[Method], intervals:
     if target == "last":
         labelled = labelled[-1:]
     labels = {t: source.label(s, t) for t in labelled}
-    return _Sequence(s, frames, fields, labels, _starts(labelled, intervals), full_size)
+    runs = {t: [(t, 1)] for t in labelled} if target == "single" else _starts(labelled, intervals)
+    return _Sequence(s, frames, fields, labels, runs, full_size)
 
 
-def _score_per_frame(m: Method, seq: _Sequence, tally: _Tally, *, intervals: Sequence[int], device) -> None:
+def _score_per_frame(m: Method, seq: _Sequence, tally: _Tally, *, device) -> None:
     """The per-frame backbone on every scored frame, counted at each interval that frame is scored at."""
     seg = _segmenter(m, 1, device)
-    scored = {t for t, _ in (p for ps in seq.runs.values() for p in ps)}
+    scored: dict[int, list[int]] = defaultdict(list)  # t -> the intervals t is scored at
+    for pairs in seq.runs.values():
+        for t, d in pairs:
+            scored[t].append(d)
     for t in sorted(scored):
         seg.reset()
         r = _at_size(seg.step(seq.frames[t]), seq.labels[t].shape)
         tally.times["key"].append(r.seconds)
-        for d in intervals:
-            if t - d >= 0:
-                tally.cms[d].update(r.labels, seq.labels[t])
+        for d in scored[t]:
+            tally.cms[d].update(r.labels, seq.labels[t])
 
 
 def _score_runs(m: Method, seq: _Sequence, tally: _Tally, *, intervals: Sequence[int], device,
@@ -232,6 +243,17 @@ def _method_report(m: Method, tally: _Tally, intervals: Sequence[int]) -> dict[s
             "tc_per_sequence": [float(v) for v in tc_vals], "tc_by_position": tally.tc.by_position()}
 
 
+def _check_target(target: str, methods: Sequence[Method], intervals: Sequence[int]) -> None:
+    """ValueError for a target the methods or intervals cannot be scored at (single frames: per_frame at 1)."""
+    if target not in TARGETS:
+        raise ValueError(f"target {target!r} is not one of {TARGETS}")
+    if target == "single":
+        other = [m.name for m in methods if m.mode != "per_frame"]
+        if other or tuple(intervals) != (1,):
+            raise ValueError("target 'single' (single frames) scores per_frame rows at interval 1 only, got "
+                             f"rows {other or 'per_frame'} at intervals {list(intervals)}")
+
+
 def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: Sequence[int] = DEFAULT_INTERVALS,
              target: str = "all", tc_interval: int = 5, tc_flow: FlowLookup | None = None,
              tc_flow_name: str = "none", device=None, max_sequences: int | None = None,
@@ -242,10 +264,10 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
     ``tc_flow``: the flow TC warps with (None: no TC). ``model_size`` (H, W): segment frames
     downscaled to this size (the memory budget) and score the labels upsampled back to the ground
     truth's size (nearest neighbour). ``rank``/``world``: this process's share of the sequences
-    under torch.distributed; every rank returns the joined report.
+    under torch.distributed; every rank returns the joined report. ``num_classes``: of the scored
+    labels (the sets' count where the methods have ``label_sets``).
     """
-    if target not in ("all", "last"):
-        raise ValueError(f"target {target!r} is not 'all' or 'last'")
+    _check_target(target, methods, intervals)
     n_seq = source.num_sequences() if max_sequences is None else min(max_sequences, source.num_sequences())
     seqs = list(range(rank, n_seq, world))
     tallies = {m.name: _Tally.empty(num_classes, intervals, tc_interval) for m in methods}
@@ -256,7 +278,7 @@ def evaluate(methods: Sequence[Method], source, *, num_classes: int, intervals: 
         for m in methods:
             tally = tallies[m.name]
             if m.mode == "per_frame":
-                _score_per_frame(m, seq, tally, intervals=intervals, device=device)
+                _score_per_frame(m, seq, tally, device=device)
             else:
                 want_panel = panel_samples > len(panels) and m.mode == "evss" and rank == 0
                 _score_runs(m, seq, tally, intervals=intervals, device=device,

@@ -17,13 +17,17 @@ PANEL_COLUMNS = ("frame", "coarse", "edge", "fine", "warped", "rectified", "gt")
 
 
 def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: dict | None = None,
-                 command: str = "") -> Path:
+                 command: str = "", model_space: str | None = None) -> Path:
     """report.json, report.md and the plots (Figs. 1, 8, 11 and a Fig. 6/12-style panel) in ``out``;
     ``report`` (from :func:`evss.evaluation.evaluate`) loses its panels and gains the costs and the
-    command. Returns the path of report.md."""
+    command. ``label_space``: the scored labels' (the data's); ``model_space``: the model's, when its
+    predictions were collapsed to the data's classes by the label sets (said in both reports).
+    Returns the path of report.md."""
     out.mkdir(parents=True, exist_ok=True)
     space = LABEL_SPACES[label_space]
     panels = report.pop("panels", [])
+    if model_space is not None and model_space != label_space:
+        report["collapsed"] = collapsed_note(model_space, label_space)
     if costs:
         report["component_costs"] = costs
     report["command"] = command
@@ -39,6 +43,15 @@ def write_report(report: dict[str, Any], out: Path, *, label_space: str, costs: 
     lines = markdown(report, space=space, costs=costs, command=command, by_pos=by_pos, panels=bool(panels))
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     return out / "report.md"
+
+
+def collapsed_note(model_space: str, label_space: str) -> dict[str, Any]:
+    """What report.json says of a model scored through label sets (``evss.label_sets.collapse_table``)."""
+    model, data = LABEL_SPACES[model_space], LABEL_SPACES[label_space]
+    return {"model_label_space": model_space, "model_classes": model.num_classes, "scored_label_space": label_space,
+            "scored_classes": data.num_classes,
+            "how": f"each pixel the {label_space} class whose set of {model_space} classes has the largest summed "
+                   "softmax probability (evss.classes.CAMVID_AS_CITYSCAPES)"}
 
 
 def tc_by_position(report: dict[str, Any]) -> dict[str, list[float | None]]:
@@ -136,9 +149,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(report: dict[str, Any], *, space: Any, costs: dict | None, command: str,
              by_pos: dict[str, list[float | None]], panels: bool) -> list[str]:
     """The lines of report.md."""
-    lines = ["# Evaluation report", "", f"Command: `{command}`", "",
-             f"Sequences: {report['num_sequences']}, target frames: {report['target']}, "
-             f"TC: streaming at interval {report['tc_interval']}, flow: {report['tc_flow']}", ""]
+    lines = ["# Evaluation report", "", f"Command: `{command}`", "", _scope_line(report), ""]
+    if "collapsed" in report:
+        c = report["collapsed"]
+        lines += [f"Collapsed: a {c['model_classes']}-class {c['model_label_space']} model scored on "
+                  f"{c['scored_classes']}-class {c['scored_label_space']} labels, {c['how']}.", ""]
     lines += _miou_table(report)
     if by_pos:
         lines += _tc_by_position_table(by_pos, report["tc_interval"])
@@ -151,6 +166,16 @@ def markdown(report: dict[str, Any], *, space: Any, costs: dict | None, command:
     lines += ["", "Plots: `miou_vs_interval.png`, `corrected_labels.png`, `accuracy_vs_time.png`"
               + (", `tc_by_position.png`" if by_pos else "") + (", `panels.png`" if panels else "") + "."]
     return lines
+
+
+def _scope_line(report: dict[str, Any]) -> str:
+    """What was scored: the sequences, target frames and TC run (single frames: per frame only)."""
+    if report["target"] == "single":
+        return (f"Frames: {report['num_sequences']} single frames, each its own keyframe: per frame only "
+                "(interval 1 is `evss segment --keyframe-interval 1`; propagation, TC and corrected labels "
+                "need video and do not apply)")
+    return (f"Sequences: {report['num_sequences']}, target frames: {report['target']}, "
+            f"TC: streaming at interval {report['tc_interval']}, flow: {report['tc_flow']}")
 
 
 def _miou_table(report: dict[str, Any]) -> list[str]:
@@ -180,8 +205,10 @@ def _interval_tables(report: dict[str, Any]) -> list[str]:
                  for name, m in methods.items() if m["mode"] == "evss"]
     ms = [[name, *(f"{m['intervals'][str(d)]['ms_per_frame']:.1f}" for d in intervals)]
           for name, m in methods.items()]
-    return (["", "## Corrected labels (%), Eq. (9)", ""] + _table(header, corrected)
-            + ["", "## Average ms per frame, keyframe to labelled frame", ""] + _table(header, ms))
+    corrected_lines = ["", "## Corrected labels (%), Eq. (9)", ""] + _table(header, corrected)
+    if report["target"] == "single":  # per frame only: nothing is propagated, nothing corrected
+        corrected_lines = []
+    return corrected_lines + ["", "## Average ms per frame, keyframe to labelled frame", ""] + _table(header, ms)
 
 
 def _per_class_table(report: dict[str, Any], space: Any) -> list[str]:
