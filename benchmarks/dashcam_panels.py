@@ -4,7 +4,8 @@
         --out docs/results/keyframe_net/dashcam.jpg ../shared/data/video/*.mp4
 
 Rows: three frames of each clip (at 20 %, 50 % and 80 % of it); columns: the frame, the labels of
-``--before`` and of ``--after`` blended over it, with the CamVid colour legend underneath.
+``--before`` and of ``--after`` blended over it, each in its weights' own label space (CamVid-11 or
+Cityscapes-19), with the colour legend of each label space shown underneath.
 """
 
 from __future__ import annotations
@@ -29,10 +30,26 @@ def frames_at(path: Path, fractions: tuple[float, ...], max_size: int) -> list[n
     return [frames[min(len(frames) - 1, int(q * len(frames)))] for q in fractions]
 
 
-def labels(weights: str, frame: np.ndarray) -> np.ndarray:
-    model, _ = load_model(weights)
+def labels(weights: str, frame: np.ndarray) -> tuple[np.ndarray, str]:
+    """The per-frame labels of ``weights`` on ``frame`` and the weights' label space."""
+    model, config = load_model(weights)
     seg = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))
-    return seg.step(frame).labels
+    return seg.step(frame).labels, config.label_space
+
+
+def legend_row(space_name: str, width: int) -> np.ndarray:
+    """The classes of a label space with their colours, 24 px a line (as many lines as the width needs)."""
+    space = LABEL_SPACES[space_name]
+    im = Image.new("RGB", (width, 96), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    x, y = 4, 6
+    for name, colour in zip(space.names, space.palette):
+        if x + 24 + 7 * len(name) > width:  # wrap onto the second line
+            x, y = 4, y + 24
+        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(c) for c in colour))
+        draw.text((x + 16, y), name, fill=(0, 0, 0))
+        x += 24 + 7 * len(name)
+    return np.asarray(im)[: y + 18]
 
 
 def caption(image: np.ndarray, text: str) -> np.ndarray:
@@ -52,27 +69,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    rows, spaces = [], []
     for clip in args.clips:
         for i, frame in enumerate(frames_at(clip, (0.2, 0.5, 0.8), args.max_size)):
             cells = [caption(frame, f"{clip.stem} #{i}")]
             for tag, weights in (("before", args.before), ("after", args.after)):
-                cells.append(caption(render(frame, labels(weights, frame), layout="overlay", label_space="camvid",
-                                            alpha=0.6), tag))
+                ids, space = labels(weights, frame)
+                spaces += [space] if space not in spaces else []
+                cells.append(caption(render(frame, ids, layout="overlay", label_space=space,
+                                            alpha=0.6), f"{tag} ({LABEL_SPACES[space].num_classes} classes)"))
             rows.append(np.concatenate(cells, axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    space = LABEL_SPACES["camvid"]
-    legend = Image.new("RGB", (width, 24), (255, 255, 255))
-    draw = ImageDraw.Draw(legend)
-    x = 4
-    for name, colour in zip(space.names, space.palette):
-        draw.rectangle([x, 6, x + 12, 18], fill=tuple(int(c) for c in colour))
-        draw.text((x + 16, 6), name, fill=(0, 0, 0))
-        x += 24 + 7 * len(name)
+    legends = [legend_row(space, width) for space in spaces]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # JPEG (quality 85) keeps the figure a few hundred kB for the repository; PNG stays lossless
-    Image.fromarray(np.concatenate(rows + [np.asarray(legend)], axis=0)).save(args.out, quality=85)
+    Image.fromarray(np.concatenate(rows + legends, axis=0)).save(args.out, quality=85)
     print(f"wrote {args.out}")
 
 

@@ -10,10 +10,12 @@
         --out docs/images/speed_accuracy.png
 
 ``picture`` decodes the clip at the same ``--max-size`` as the segment run, so frame i of the clip
-lines up with ``labels/00000i.png`` and ``maps/fine/00000i.png``. ``plot`` puts each method at its
-mean time per frame from the keyframe to the labelled frame at distance d, as a share of the
-per-frame network's in the same run, and labels the points with d; ``--keyframe-ms`` (the
-keyframe network's time alone, from ``benchmarks/keyframe_networks.py``) adds an axis in ms.
+lines up with ``labels/00000i.png`` and ``maps/fine/00000i.png``; ``--label-space`` names the
+segment run's weights' classes (camvid, or cityscapes for a 19-class model) for the colours and
+legend. ``plot`` puts each method at its mean time per frame from the keyframe to the labelled
+frame at distance d, as a share of the per-frame network's in the same run, and labels the points
+with d; ``--keyframe-ms`` (the keyframe network's time alone, from
+``benchmarks/keyframe_networks.py``) adds an axis in ms.
 """
 
 from __future__ import annotations
@@ -73,17 +75,21 @@ def heat(map_png: Path, shape: tuple[int, int]) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)  # (H, W, 3)
 
 
-def legend(width: int, font: ImageFont.ImageFont) -> np.ndarray:
-    """One row of the CamVid classes with their colours, (28, width, 3)."""
-    space = LABEL_SPACES["camvid"]
-    im = Image.new("RGB", (width, 28), (255, 255, 255))
+def legend(width: int, font: ImageFont.ImageFont, label_space: str = "camvid") -> np.ndarray:
+    """The classes of ``label_space`` with their colours, 28 px a line, (28 * lines, width, 3): one line
+    for CamVid's 11, as many as the width needs for Cityscapes' 19."""
+    space = LABEL_SPACES[label_space]
+    im = Image.new("RGB", (width, 28 * 4), (255, 255, 255))
     draw = ImageDraw.Draw(im)
-    x = 6
+    x, y = 6, 0
     for name, colour in zip(space.names, space.palette):
-        draw.rectangle([x, 7, x + 14, 21], fill=tuple(int(c) for c in colour))
-        draw.text((x + 19, 6), name, fill=(0, 0, 0), font=font)
-        x += 30 + int(draw.textlength(name, font=font))
-    return np.asarray(im)
+        step = 30 + int(draw.textlength(name, font=font))
+        if x > 6 and x + step > width:  # wrap onto the next line
+            x, y = 6, y + 28
+        draw.rectangle([x, y + 7, x + 14, y + 21], fill=tuple(int(c) for c in colour))
+        draw.text((x + 19, y + 6), name, fill=(0, 0, 0), font=font)
+        x += step
+    return np.asarray(im)[: y + 28]
 
 
 def picture(args: argparse.Namespace) -> None:
@@ -96,11 +102,11 @@ def picture(args: argparse.Namespace) -> None:
         labels = np.asarray(Image.open(args.labels / f"{i:06d}.png"))  # (H, W) class ids
         d = i % args.keyframe_interval
         cells = [captioned(frame, f"frame {i} ({d} after its keyframe)", font),
-                 captioned(overlay(frame, labels, label_space="camvid", alpha=0.55), "EVSS labels", font),
+                 captioned(overlay(frame, labels, label_space=args.label_space, alpha=0.55), "EVSS labels", font),
                  captioned(heat(args.maps / f"{i:06d}.png", frame.shape[:2]), "fine distortion map M^f", font)]
         rows.append(np.concatenate(cells, axis=1))
         rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
-    sheet = np.concatenate(rows + [legend(rows[0].shape[1], font)], axis=0)
+    sheet = np.concatenate(rows + [legend(rows[0].shape[1], font, args.label_space)], axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(args.out, quality=args.quality)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
@@ -154,6 +160,8 @@ def main() -> None:
     pic.add_argument("--frames", type=int, nargs="+", required=True)
     pic.add_argument("--max-size", type=int, default=None, help="the --max-size of the segment run")
     pic.add_argument("--keyframe-interval", type=int, default=5, help="the segment run's, for the captions")
+    pic.add_argument("--label-space", choices=sorted(LABEL_SPACES), default="camvid",
+                     help="the classes of the segment run's weights (default camvid; cityscapes: 19 classes)")
     pic.add_argument("--quality", type=int, default=82, help="JPEG quality")
     pic.add_argument("--out", type=Path, required=True)
     pl = sub.add_parser("plot", help="speed/accuracy plot from an evss eval report.json")

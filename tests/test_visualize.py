@@ -23,3 +23,23 @@ def test_overlay_blends_the_palette_colour_over_the_frame():
         assert out.dtype == np.uint8 and out.shape == frame.shape
         assert np.abs(out - expected).max() <= 0.5 + 1e-6  # rounded to nearest
     assert np.array_equal(space.colorize(labels), lut[labels].astype(np.uint8))
+
+
+def test_the_legend_names_every_class_of_the_label_space_inside_the_frame():
+    """Cityscapes' 19 classes: every swatch drawn, the legend inside the frame and under 60 % of its
+    height where columns allow; CamVid's 11 stay in one column on a 512x256 frame."""
+    from evss.visualize import draw_legend, render
+    for name, (h, w) in [("cityscapes", (256, 512)), ("cityscapes", (160, 240)), ("cityscapes", (720, 1280)),
+                         ("camvid", (256, 512))]:
+        space = LABEL_SPACES[name]
+        out = draw_legend(np.full((h, w, 3), 255, np.uint8), name)
+        drawn = np.argwhere((out != 255).any(axis=2))  # (N, 2) rows and columns the legend covers
+        assert drawn[:, 0].min() >= 0.4 * h - 1 and drawn[:, 1].max() < w, (name, h, w)
+        pixels = {tuple(p) for p in out.reshape(-1, 3)}
+        assert all(tuple(c) in pixels for c in space.palette), (name, h, w)  # a swatch of every class
+    camvid = np.argwhere((draw_legend(np.full((256, 512, 3), 255, np.uint8), "camvid") != 255).any(axis=2))
+    assert camvid[:, 1].max() < 100  # one column
+    labels = np.tile(np.arange(19, dtype=np.uint8), (64, 8))[:, :128]  # (64, 128) every class
+    frame = np.zeros((64, 128, 3), np.uint8)
+    assert np.array_equal(render(frame, labels, label_space="cityscapes", alpha=1.0, legend=False),
+                          LABEL_SPACES["cityscapes"].colorize(labels))

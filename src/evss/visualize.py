@@ -55,8 +55,9 @@ def side_by_side(frame: np.ndarray, labels: np.ndarray, *, label_space: str = "c
 
 
 def draw_legend(img: np.ndarray, label_space: str = "camvid") -> np.ndarray:
-    """Draw a colour legend of the classes in the bottom-left corner, in place; skipped on frames
-    too small to hold it readably (under 240 px wide or 160 px high)."""
+    """Draw a colour legend of ``label_space``'s classes (CamVid's 11, Cityscapes' 19) in the
+    bottom-left corner, in place; skipped on frames too small to hold it readably (under 240 px wide
+    or 160 px high)."""
     h, w = img.shape[:2]
     if w < 240 or h < 160:
         return img
@@ -64,8 +65,11 @@ def draw_legend(img: np.ndarray, label_space: str = "camvid") -> np.ndarray:
     scale = min(0.45, max(0.3, h / 1200))
     (tw, th), base = cv2.getTextSize(max(space.names, key=len), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     row = th + base + 3
-    cols = 1 if row * space.num_classes < h * 0.6 else 2
-    per_col = -(-space.num_classes // cols)
+    # the fewest columns (up to 3, e.g. Cityscapes' 19 classes on a small frame) that keep the legend
+    # under 60 % of the height and inside the width; 2 where none does
+    n = space.num_classes
+    cols = next((c for c in (1, 2, 3) if row * -(-n // c) < h * 0.6 and (tw + row + 8) * c <= w), 2)
+    per_col = -(-n // cols)
     box_w, box_h = (tw + row + 8) * cols, row * per_col + 4
     y0 = h - box_h
     region = img[y0:h, 0:box_w]

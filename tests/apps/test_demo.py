@@ -94,3 +94,36 @@ def test_demo_runs_the_openvino_backend(tmp_path, capsys, keep_threads, tiny_wei
     assert summaries["openvino"]["backend"] == "openvino" and summaries["openvino"]["precision"] == "fp32"
     for key in ("miou", "miou_per_frame", "temporal_consistency"):
         assert summaries["openvino"][key] == pytest.approx(summaries["torch"][key], abs=0.01), key
+
+
+def test_demo_of_a_19_class_model_scores_and_shows_it_collapsed_to_camvid(tmp_path, capsys, keep_threads,
+                                                                          tiny_streets_weights):
+    """SynthDrive is labelled in CamVid-11: the overlay keeps the model's 19 classes (Cityscapes colours),
+    the scores and the panel's prediction are the collapse by the label sets (CamVid colours)."""
+    from evss.checkpoint import load_model
+    from evss.classes import CAMVID, CITYSCAPES
+    from evss.data.synthdrive import SynthDriveConfig, generate_clip
+    from evss.label_sets import camvid_sets
+    from evss.segmenter import SegmenterConfig, VideoSegmenter
+    out = tmp_path / "demo"
+    assert main(["demo", "--frames", "3", "--size", "64x128", "--weights", str(tiny_streets_weights), "--threads", "1",
+                 "--keyframe-interval", "2", "-o", str(out)]) == 0
+    assert "scored (and shown in the panel) collapsed to CamVid-11" in capsys.readouterr().err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["label_space"] == "cityscapes" and s["scored_label_space"].startswith("camvid")
+    model, config = load_model(tiny_streets_weights)
+    clip = generate_clip(SynthDriveConfig(height=64, width=128, frames=3), seed=0)
+    base = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"), label_sets=camvid_sets())
+    labels = np.stack([base.step(f).labels for f in clip.frames])
+    assert s["miou_per_frame"] == pytest.approx(_miou(labels, clip.labels, 11), abs=1e-12)
+    plain = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame")).step(clip.frames[0]).labels
+
+    def error(got, labels, space):  # mean distance to labels in a palette (H.264 blurs colours a little)
+        return np.abs(got - np.asarray(space.palette)[labels]).mean()
+
+    overlay = read_video_frames(out / "overlay.mp4")[0][0].astype(int)  # (64, 128, 3), blended half and half
+    colours = 2 * overlay - clip.frames[0].astype(int)  # the label colours
+    assert error(colours, plain, CITYSCAPES) < 0.6 * error(colours, labels[0], CAMVID)  # the 19-class colours
+    panel = read_video_frames(out / "panel.mp4")[0][0].astype(int)  # (128, 256, 3): the prediction bottom-left
+    prediction = panel[64 + 20:, :128]  # below the caption
+    assert error(prediction, labels[0][20:], CAMVID) < error(prediction, plain[20:], CITYSCAPES) / 2

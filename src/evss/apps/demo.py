@@ -9,6 +9,11 @@ Writes into ``-o DIR`` (default ``evss-demo/``):
 * ``summary.json``: mIoU against the ground truth (EVSS and per-frame), temporal consistency
   (Eq. 8, previous prediction warped by the true flow, occluded pixels not scored), and ms per
   keyframe, per non-keyframe and per frame of the per-frame baseline; also printed.
+
+The overlay shows the model's own classes (a Cityscapes-19 model: 19 classes in the Cityscapes
+palette). SynthDrive is labelled in CamVid-11, so a 19-class model is scored, and shown in the
+panel beside the ground truth, collapsed to CamVid-11 by the label sets (:mod:`evss.label_sets`):
+a second segmenter on the same frames gives those labels; the times are the first one's.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import torch
 
 from evss.backends import with_backend
 from evss.checkpoint import DEMO_WEIGHTS, load_weights
+from evss.classes import CAMVID
 from evss.data.synthdrive import Clip, SynthDriveConfig, generate_clip
 from evss.device import resolve_device
 from evss.errors import EvssError
 from evss.flow_sources import make_flow_source
+from evss.label_sets import collapse_table
 from evss.media import atomic_write
 from evss.metrics import ConfusionMatrix, TemporalConsistency
 from evss.pipeline.outputs import Outputs, VideoSink
@@ -82,15 +89,22 @@ def run(args: argparse.Namespace) -> int:
           f"model {described} ({config.name}), mode {mode}, flow {flow_name}, keyframe interval "
           f"{args.keyframe_interval}, device {device}, "
           f"threads {torch.get_num_threads()}" + _backend_text(args))
-    if config.label_space != "camvid":
-        print(f"note: the model predicts {config.label_space} classes but SynthDrive is labelled in CamVid-11; "
-              "the mIoU is not meaningful", file=sys.stderr)
-    seg = VideoSegmenter(model, config=SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode),
-                         device=device, flow=make_flow_source(flow_name, model), return_maps=True)
-    streamed = _stream(seg, clip, out, fps=Fraction(synth.fps).limit_denominator(1000), config=config)
-    base_cm, base_s = _per_frame(model, clip, device, num_classes=config.num_classes)
+    sets = collapse_table(config.label_space, "camvid")  # SynthDrive's labels are CamVid-11
+    if sets is not None:
+        print(f"note: the model predicts {config.num_classes} {config.label_space} classes and SynthDrive is labelled "
+              "in CamVid-11: scored (and shown in the panel) collapsed to CamVid-11 by the label sets",
+              file=sys.stderr)
+    schedule = SegmenterConfig(keyframe_interval=args.keyframe_interval, mode=mode)
+    seg = VideoSegmenter(model, config=schedule, device=device, flow=make_flow_source(flow_name, model),
+                         return_maps=True)
+    scorer = None if sets is None else VideoSegmenter(model, config=schedule, device=device, label_sets=sets,
+                                                      flow=make_flow_source(flow_name, model))
+    streamed = _stream(seg, clip, out, fps=Fraction(synth.fps).limit_denominator(1000), config=config, scorer=scorer)
+    base_cm, base_s = _per_frame(model, clip, device, label_sets=sets, num_classes=config.num_classes)
     summary = _summary(args, streamed, base_cm, base_s, described=described, trained=trained, config=config,
                        mode=mode, flow_name=flow_name, device=device)
+    if sets is not None:
+        summary["scored_label_space"] = "camvid (collapsed by the label sets)"
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
     _print_summary(summary, mode, trained)
     print(f"wrote {out / 'overlay.mp4'}, {out / 'panel.mp4'}, {out / 'summary.json'}")
@@ -103,8 +117,11 @@ def _backend_text(args: argparse.Namespace) -> str:
     return f", backend {args.backend}" + (f" {args.precision}" if args.precision != "fp32" else "")
 
 
-def _stream(seg: VideoSegmenter, clip: Clip, out: Path, *, fps: Fraction, config: Any) -> _Streamed:
-    """Algorithm 1 over the clip, writing overlay.mp4 and panel.mp4 (under their names only when complete)."""
+def _stream(seg: VideoSegmenter, clip: Clip, out: Path, *, fps: Fraction, config: Any,
+            scorer: VideoSegmenter | None = None) -> _Streamed:
+    """Algorithm 1 over the clip, writing overlay.mp4 and panel.mp4 (under their names only when complete).
+    ``scorer``: the same run in CamVid-11 (a model in another label space), whose labels are scored and
+    shown beside the ground truth."""
     h, w = clip.frames[0].shape[:2]
     outputs = Outputs()  # both videos appear under their names only when complete
     try:
@@ -113,31 +130,34 @@ def _stream(seg: VideoSegmenter, clip: Clip, out: Path, *, fps: Fraction, config
     except BaseException:
         outputs.discard()
         raise
-    got = _Streamed(ConfusionMatrix(config.num_classes), TemporalConsistency(config.num_classes))
+    scored_space, n = (config.label_space, config.num_classes) if scorer is None else (CAMVID.name, CAMVID.num_classes)
+    got = _Streamed(ConfusionMatrix(n), TemporalConsistency(n))
     complete, prev = False, None
     try:
         for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
             r = seg.step(frame)
-            got.cm.update(r.labels, gt)
+            scored = r.labels if scorer is None else scorer.step(frame).labels  # (H, W) CamVid-11 ids
+            got.cm.update(scored, gt)
             if prev is not None:  # Eq. (8): P_{t-1} warped to t by the true flow vs P_t, occlusions not scored
-                got.tc.add_pair(prev, r.labels, clip.flow_bwd[t], ~clip.occlusion[t])
-            prev = r.labels
+                got.tc.add_pair(prev, scored, clip.flow_bwd[t], ~clip.occlusion[t])
+            prev = scored
             if t > 0:  # frame 0 carries one-off allocations
                 (got.key_s if r.is_keyframe else got.non_s).append(r.seconds)
             overlay_mp4.write(t, None, overlay(frame, r.labels, label_space=config.label_space))
-            panel_mp4.write(t, None, panel(frame, r.labels, ground_truth=gt, fine_map=r.maps.get("fine"),
-                                           label_space=config.label_space, is_keyframe=r.is_keyframe))
+            panel_mp4.write(t, None, panel(frame, scored, ground_truth=gt, fine_map=r.maps.get("fine"),
+                                           label_space=scored_space, is_keyframe=r.is_keyframe))
         complete = overlay_mp4.frames_written == len(clip.frames)
     finally:
         outputs.finish(keep=complete)
     return got
 
 
-def _per_frame(model: Any, clip: Clip, device: torch.device, *, num_classes: int
-               ) -> tuple[ConfusionMatrix, list[float]]:
-    """The per-frame backbone on the same frames: its confusion matrix and step times (frames 1..T-1)."""
-    base = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"), device=device)
-    base_cm, base_s = ConfusionMatrix(num_classes), []
+def _per_frame(model: Any, clip: Clip, device: torch.device, *, label_sets: torch.Tensor | None,
+               num_classes: int) -> tuple[ConfusionMatrix, list[float]]:
+    """The per-frame backbone on the same frames: its confusion matrix (in CamVid-11, through
+    ``label_sets`` where the model has other classes) and step times (frames 1..T-1)."""
+    base = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"), device=device, label_sets=label_sets)
+    base_cm, base_s = ConfusionMatrix(num_classes if label_sets is None else len(label_sets)), []
     for t, (frame, gt) in enumerate(zip(clip.frames, clip.labels)):
         r = base.step(frame)
         base_cm.update(r.labels, gt)
