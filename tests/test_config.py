@@ -52,3 +52,18 @@ def test_presets_trained_here_start_conet_at_warp_only_the_authors_keep_their_in
     old = to_dict(preset("light"))
     del old["correction"]["head_init"]
     assert from_dict(EVSSConfig, old).correction.head_init == "random"
+
+
+def test_the_inference_size_is_a_deployment_setting_of_the_weights():
+    """None by default (every frame at its own size), a longer side in pixels when set, read from JSON
+    (older checkpoints without the key keep None), impossible values named."""
+    assert preset("lite1").inference_size is None
+    cfg = config_from_json({"preset": "tiny", "inference_size": 1024})
+    assert cfg.inference_size == 1024 and from_dict(EVSSConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+    old = to_dict(preset("tiny"))
+    del old["inference_size"]
+    assert from_dict(EVSSConfig, old).inference_size is None
+    with pytest.raises(ConfigError, match=r"inference_size must be None or in \[64, 16384\] pixels .* got 10"):
+        config_from_json({"preset": "tiny", "inference_size": 10})
+    with pytest.raises(ConfigError, match=r"config\.inference_size: expected int, got str"):
+        config_from_json({"preset": "tiny", "inference_size": "big"})

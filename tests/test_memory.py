@@ -313,3 +313,27 @@ def test_freed_frame_buffers_go_back_to_the_os():
             pytest.skip("no glibc mallopt here")
         out[mode] = int(run.stdout.split("RETAINED")[1].split()[0])
     assert out["default"] >= 24 and out["fixed"] <= 4, out
+
+
+def test_the_inference_size_caps_the_size_the_model_segments_at():
+    """Frames whose longer side is over the weights' inference size are planned at it (same aspect
+    ratio), the budget may shrink them further; frames that fit and no setting keep their size."""
+    import torch
+    cpu, cfg = torch.device("cpu"), preset("tiny")
+    assert memory.inference_shape(1080, 1920, 512) == (288, 512)
+    assert memory.inference_shape(300, 400, 512) is None and memory.inference_shape(1080, 1920, None) is None
+    plan = memory.segment_plan(1080, 1920, config=cfg, device=cpu, dtype_bytes=4, max_memory="8G", max_side=512)
+    assert plan.inference == (288, 512) and (plan.plan.height, plan.plan.width) == (288, 512)
+    assert plan.video == (1080, 1920)  # the outputs keep the frames' size
+    tight = memory.segment_plan(1080, 1920, config=cfg, device=cpu, dtype_bytes=4, max_memory="700M", max_side=1024,
+                                allow_downscale=False)  # the full size would be refused, the inference size fits
+    assert tight.inference == (576, 1024) and (tight.plan.height, tight.plan.width) == (576, 1024)
+    with pytest.raises(EvssError, match="a 1920x1080 frame at its inference size 1024x576 needs about .* the "
+                                        "outputs kept at 1920x1080"):
+        memory.segment_plan(1080, 1920, config=cfg, device=cpu, dtype_bytes=4, max_memory="500M", max_side=1024,
+                            allow_downscale=False)
+    smaller = memory.segment_plan(1080, 1920, config=cfg, device=cpu, dtype_bytes=4, max_memory="600M", max_side=1024)
+    assert smaller.plan.downscaled and smaller.plan.width < 1024 and smaller.video == (1080, 1920)
+    same = memory.segment_plan(300, 400, config=cfg, device=cpu, dtype_bytes=4, max_memory="8G", max_side=512)
+    none = memory.segment_plan(300, 400, config=cfg, device=cpu, dtype_bytes=4, max_memory="8G")
+    assert same == none and same.inference is None and (same.plan.height, same.plan.width) == (300, 400)

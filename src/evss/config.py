@@ -47,6 +47,10 @@ class EVSSConfig:
     flow_source: str = "learned"  # N_flow at inference unless told otherwise: the one CoNet was trained with
     # `evss segment`'s mode unless told otherwise: the best point measured for these weights (README)
     default_mode: str = "evss"  # "evss" | "warp_only" | "per_frame"
+    # `evss segment` segments frames whose longer side is over this many pixels downscaled to it and
+    # upsamples the labels to the frame (chosen on held-out data for weights trained at one scale);
+    # None: every frame at its own size. `--inference-size` overrides it.
+    inference_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.backbone.num_classes != self.num_classes or self.correction.num_classes != self.num_classes:
@@ -67,6 +71,9 @@ class EVSSConfig:
         if self.default_mode not in ("evss", "warp_only", "per_frame"):
             raise ConfigError(f"config {self.name!r}: default_mode {self.default_mode!r} is not evss, warp_only or "
                               "per_frame")
+        if self.inference_size is not None and not MIN_INFERENCE_SIZE <= self.inference_size <= MAX_INFERENCE_SIZE:
+            raise ConfigError(f"config {self.name!r}: inference_size must be None or in [{MIN_INFERENCE_SIZE}, "
+                              f"{MAX_INFERENCE_SIZE}] pixels (the longer side), got {self.inference_size}")
         if self.flow_source not in ("learned", "dis", "mv"):
             raise ConfigError(f"config {self.name!r}: flow_source {self.flow_source!r} is not learned, dis or mv")
         if self.backbone.arch not in ("csrnet", "swiftnet"):
@@ -83,6 +90,7 @@ class EVSSConfig:
 
 MAX_CLASSES = 255  # class ids are stored in uint8 with 255 = ignore
 MAX_WIDTH = 2.0  # channel multiplier; 1.0 is the paper's networks (4x their parameters at most)
+MIN_INFERENCE_SIZE, MAX_INFERENCE_SIZE = 64, 16384  # the longer side a frame may be segmented at (evss.memory.MIN_SIDE)
 LABEL_SPACE_NAMES = ("cityscapes", "camvid")
 ENCODERS = ("lite0", "lite1", "lite2")
 

@@ -240,12 +240,14 @@ def model_bytes(model_px: float, height: int, width: int) -> float:
 
 
 def plan(*, height: int, width: int, model_px: float, buffers: Buffers, budget: Budget, allow_downscale: bool,
-         what: str, remedy: str = "") -> Plan:
+         what: str, remedy: str = "", frame: tuple[int, int] | None = None) -> Plan:
     """The size to segment a ``height`` x ``width`` input at under ``budget``.
 
     ``model_px`` is :func:`model_pixel_bytes`; ``buffers`` the bytes that do not depend on the
     processing size. Raises EvssError (naming ``what``, the size, the estimate and what to pass)
     when nothing fits, or when the input size does not fit and ``allow_downscale`` is False.
+    ``frame`` (H, W): the frames' own size, where ``height`` x ``width`` is the smaller inference
+    size they are segmented at (the errors name both).
     """
     def estimate(h: int, w: int) -> int:
         return buffers.total(model_bytes(model_px, h, w))
@@ -254,18 +256,20 @@ def plan(*, height: int, width: int, model_px: float, buffers: Buffers, budget: 
     if full <= budget.bytes:
         return Plan(height, width, height, width, full, full, buffers, budget)
     size = f"{width}x{height}"
+    out = size if frame is None else f"{frame[1]}x{frame[0]}"
+    subject = f"a {size} frame" if frame is None else f"a {out} frame at its inference size {size}"
     if not allow_downscale:
-        raise EvssError(f"{what}: a {size} frame needs about {format_bytes(full)} (the model at {size}: "
+        raise EvssError(f"{what}: {subject} needs about {format_bytes(full)} (the model at {size}: "
                         f"{format_bytes(model_bytes(model_px, height, width))}), over the memory budget of "
                         f"{format_bytes(budget.bytes)} ({budget.source}); pass --max-memory {_round_up(full)} to "
-                        f"allow it, or drop --no-downscale to segment at a smaller size with the outputs kept at {size}"
+                        f"allow it, or drop --no-downscale to segment at a smaller size with the outputs kept at {out}"
                         + remedy)
     h, w = height, width
     while max(h, w) >= MIN_SIDE and estimate(h, w) > budget.bytes:  # about 3% smaller a step
         h, w = scaled_size(height, width, (max(h, w) * 0.97 - 1) / max(height, width))
     if max(h, w) < MIN_SIDE:
         need = estimate(*scaled_size(height, width, MIN_SIDE / max(height, width)))
-        raise EvssError(f"{what}: a {size} frame needs about {format_bytes(need)} even with the model at "
+        raise EvssError(f"{what}: {subject} needs about {format_bytes(need)} even with the model at "
                         f"{MIN_SIDE} pixels: its full-size buffers (decoding, rendering, encoding) and the runtime "
                         f"leave no room for the model in the memory budget of {format_bytes(budget.bytes)} "
                         f"({budget.source}); pass --max-memory {_round_up(need)} or more" + remedy)
@@ -285,20 +289,33 @@ def _round_up(n: float) -> str:
 class SegmentPlan:
     """The sizes one segmenting run works at, decided before its first frame."""
 
-    plan: Plan  # the size the model segments at
+    plan: Plan  # the size the model segments at (out_height/out_width: the size asked for, see inference)
     video: tuple[int, int]  # (H, W) of the output video (twice as wide for the side-by-side layout)
     map_video: tuple[int, int]  # (H, W) of map videos
     depth: int  # frames decoded ahead and queued for the encoder (0: one thread, one frame at a time)
+    # (H, W) the inference size asked the model to segment at, smaller than the frames (None: the frames'
+    # own size); the memory plan starts from it and the outputs keep the frames' size
+    inference: tuple[int, int] | None = None
+
+
+def inference_shape(height: int, width: int, max_side: int | None) -> tuple[int, int] | None:
+    """(H, W) with the longer side ``max_side``, same aspect ratio, for frames whose longer side is
+    over it (the weights' ``inference_size``); None for frames that fit (or no ``max_side``)."""
+    if max_side is None or max(height, width) <= max_side:
+        return None
+    return scaled_size(height, width, max_side / max(height, width))
 
 
 def segment_plan(height: int, width: int, *, config: Any, device: Any, dtype_bytes: int, layout_factor: int = 1,
                  maps: int = 0, map_videos: bool = False, labels: bool = False, max_memory: str | None = None,
-                 allow_downscale: bool = True, what: str = "input") -> SegmentPlan:
+                 allow_downscale: bool = True, what: str = "input", max_side: int | None = None) -> SegmentPlan:
     """The sizes to segment and encode ``height`` x ``width`` frames at under the memory budget.
 
     ``layout_factor`` is 2 for a side-by-side video; ``maps`` counts the distortion maps written
     (as videos if ``map_videos``); ``labels`` says whether label PNGs are written. On a CUDA
     ``device`` the activations live on the GPU, so its free memory bounds the model's size too.
+    ``max_side``: the longest side to segment at (the weights' inference size): larger frames are
+    segmented downscaled to it, or smaller still where the budget asks; the outputs keep their size.
     """
     import torch  # here, not at the top: the plan's arithmetic above stays importable without torch
 
@@ -311,13 +328,16 @@ def segment_plan(height: int, width: int, *, config: Any, device: Any, dtype_byt
     remedy = "; --max-size N makes every output smaller too"
     budget = resolve_budget(max_memory)
     on_host = device.type in ("cpu", "mps")  # MPS shares the host's memory
-    chosen = plan(height=height, width=width, model_px=model_px if on_host else 4.0, buffers=buffers, budget=budget,
-                  allow_downscale=allow_downscale, what=what, remedy=remedy)
+    inference = inference_shape(height, width, max_side)
+    mh, mw = inference or (height, width)  # the size asked for: the model's buffers shrink with it, the outputs' not
+    frame = None if inference is None else (height, width)
+    chosen = plan(height=mh, width=mw, model_px=model_px if on_host else 4.0, buffers=buffers, budget=budget,
+                  allow_downscale=allow_downscale, what=what, remedy=remedy, frame=frame)
     if device.type == "cuda":  # the activations live on the GPU: its free memory is the budget there
         free, _ = torch.cuda.mem_get_info(device)
-        gpu = plan(height=height, width=width, model_px=model_px, buffers=Buffers(held=weights, writing=0),
+        gpu = plan(height=mh, width=mw, model_px=model_px, buffers=Buffers(held=weights, writing=0),
                    budget=Budget(int(free * 0.9), f"90% of the free memory of {device}"),
-                   allow_downscale=allow_downscale, what=what, remedy=remedy)
+                   allow_downscale=allow_downscale, what=what, remedy=remedy, frame=frame)
         if gpu.height * gpu.width < chosen.height * chosen.width:
             chosen = gpu
-    return SegmentPlan(plan=chosen, video=video, map_video=map_video, depth=depth)
+    return SegmentPlan(plan=chosen, video=video, map_video=map_video, depth=depth, inference=inference)

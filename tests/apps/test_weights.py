@@ -88,3 +88,15 @@ def test_the_flag_module_stays_free_of_torch():
             "             if m.split('.')[0] in ('torch', 'numpy') or m.startswith('evss.apps')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_card_shows_the_inference_size_of_the_weights(capsys, tmp_path, tiny_model):
+    import dataclasses
+
+    from evss.checkpoint import save_model
+    from evss.config import preset
+    path = save_model(tmp_path / "w.safetensors", tiny_model, dataclasses.replace(preset("tiny"), inference_size=1024))
+    rc, out, _ = run(capsys, [str(path)])
+    assert rc == 0 and "inference size 1024 (longer side)" in out
+    rc, out, _ = run(capsys, [str(path), "--json"])
+    assert rc == 0 and json.loads(out)["deployment"]["inference_size"] == 1024

@@ -124,3 +124,62 @@ def test_the_package_exports_the_pipeline_lazily():
     # `import evss` (and so `evss --help`) does not import torch
     code = "import sys, evss; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.fixture
+def weights_at_64(tmp_path, tiny_model):
+    """The tiny weights with an inference size of 64 (the longer side), as `set_deploy_config` writes it."""
+    import dataclasses
+
+    from evss.checkpoint import save_model
+    from evss.config import preset
+    return save_model(tmp_path / "at64.safetensors", tiny_model, dataclasses.replace(preset("tiny"), inference_size=64))
+
+
+def test_the_weights_inference_size_segments_larger_frames_downscaled(tmp_path, source, tiny_weights, weights_at_64):
+    """96x64 frames under weights whose inference size is 64: segmented at 64x42, labels upsampled to
+    the frames' size, said once; inference_size=0 (--inference-size full) segments them as they are."""
+    from evss.media import resize_image, resize_labels
+    from evss.segmenter import SegmenterConfig, VideoSegmenter
+    notes = []
+    options = SegmentOptions(weights=weights_at_64, mode="per_frame", progress=False)
+    got = list(stream_video(source, options, notice=notes.append))
+    assert [f.labels.shape for f in got] == [(64, 96)] * 8
+    assert any("96x64 frames are segmented at 64x42 (longer side 64: the inference size of these weights" in n
+               for n in notes), notes
+    model = load(weights_at_64, notice=lambda _: None).model
+    seg = VideoSegmenter(model, config=SegmenterConfig(mode="per_frame"))
+    want = [resize_labels(seg.step(resize_image(f.image, 42, 64)).labels, 64, 96) for f in got]
+    np.testing.assert_array_equal(np.stack([f.labels for f in got]), np.stack(want))
+    full = [f.labels for f in stream_video(source, SegmentOptions(weights=weights_at_64, mode="per_frame",
+                                                                   inference_size=0, progress=False),
+                                           notice=notes.append)]
+    plain = [f.labels for f in stream_video(source, SegmentOptions(weights=tiny_weights, mode="per_frame",
+                                                                    progress=False), notice=lambda _: None)]
+    np.testing.assert_array_equal(np.stack(full), np.stack(plain))
+    assert not np.array_equal(np.stack(full), np.stack(want))
+
+
+def test_the_inference_size_flag_overrides_the_weights(tmp_path, source, weights_at_64, capsys):
+    rc = main(["segment", str(source), "-o", str(tmp_path / "a.mp4"), "--weights", str(weights_at_64), "--mode",
+               "per_frame", "--inference-size", "80", "--save-labels", str(tmp_path / "a"), "-q"])
+    assert rc == 0 and "segmented at 80x53 (longer side 80: --inference-size 80)" in capsys.readouterr().err
+    assert _labels(tmp_path / "a").shape == (8, 64, 96)
+    with pytest.raises(SystemExit):
+        main(["segment", str(source), "-o", str(tmp_path / "b.mp4"), "--weights", str(weights_at_64),
+              "--inference-size", "12", "-q"])
+    assert "--inference-size: '12': the longer side must be at least 64 pixels (or full)" in capsys.readouterr().err
+    with pytest.raises(EvssError, match="--inference-size must be at least 64 pixels"):
+        SegmentOptions(inference_size=10)
+
+
+def test_a_19_class_model_writes_cityscapes_palette_labels(tmp_path, source, tiny_streets_weights, capsys):
+    """The label PNGs carry the Cityscapes palette and the run says 19 classes."""
+    from evss.classes import CITYSCAPES
+    assert main(["segment", str(source), "-o", str(tmp_path / "c.mp4"), "--weights", str(tiny_streets_weights),
+                 "--save-labels", str(tmp_path / "c"), "-q"]) == 0
+    assert "19 classes" in capsys.readouterr().err
+    png = Image.open(sorted((tmp_path / "c").glob("*.png"))[0])
+    palette = np.asarray(png.getpalette()[: 3 * 19]).reshape(19, 3)
+    assert png.mode == "P" and np.array_equal(palette, np.asarray(CITYSCAPES.palette))
+    assert np.asarray(png).max() < 19

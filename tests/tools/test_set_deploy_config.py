@@ -43,3 +43,20 @@ def test_refuses_other_sections_and_bad_values_and_leaves_the_file(tmp_path, tin
     r = _run(str(tmp_path / "nope.safetensors"), "distortion.w_f=0.1")
     assert r.returncode != 0 and "nope.safetensors" in r.stderr and "Traceback" not in r.stderr
     assert path.read_bytes() == raw and not list(tmp_path.glob("*.new"))
+
+
+def test_sets_and_clears_the_inference_size(tmp_path, tiny_model):
+    path = save_model(tmp_path / "w.safetensors", tiny_model, preset("tiny"))
+    before = read_tensors(path)
+    r = _run(str(path), "inference_size=1024")
+    assert r.returncode == 0, r.stderr
+    assert load_model(path)[1].inference_size == 1024 and "set_deploy_config.sh inference_size=1024" in (
+        read_metadata(path)["recipe"])
+    after = read_tensors(path)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    r = _run(str(path), "inference_size=null")
+    assert r.returncode == 0 and load_model(path)[1].inference_size is None
+    r = _run(str(path), "inference_size=8")
+    assert r.returncode != 0 and "inference_size must be None or in [64, 16384]" in r.stderr
+    r = _run(str(path), "default_mode=evss")
+    assert r.returncode != 0 and "only distortion.* can change here, not default_mode (and inference_size" in r.stderr

@@ -29,7 +29,7 @@ def options(args: argparse.Namespace) -> tuple[SegmentOptions, OutputOptions]:
                          max_interval=args.max_interval, share=args.share, residual=args.residual,
                          device=args.device, half=args.half, threads=args.threads, backend=args.backend,
                          precision=args.precision, max_size=args.max_size, max_memory=args.max_memory,
-                         allow_downscale=not args.no_downscale,
+                         allow_downscale=not args.no_downscale, inference_size=args.inference_size,
                          fps=args.fps, on_error=args.on_error, progress=not args.quiet)
     out = OutputOptions(layout=args.layout, alpha=args.alpha, save_labels=args.save_labels, save_maps=args.save_maps,
                         maps=tuple(args.maps), pix_fmt=args.pix_fmt, crf=args.crf)

@@ -99,7 +99,8 @@ def update_branch(config: EVSSConfig) -> str:
 def deployment(config: EVSSConfig) -> str:
     """The test-time settings a command uses unless told otherwise."""
     distortion = ", ".join(f"{k}={v}" for k, v in to_dict(config.distortion).items())
-    return f"mode {config.default_mode}, flow {config.flow_source}; distortion: {distortion}"
+    size = f", inference size {config.inference_size} (longer side)" if config.inference_size else ""
+    return f"mode {config.default_mode}, flow {config.flow_source}{size}; distortion: {distortion}"
 
 
 def info_to_dict(info: WeightsInfo) -> dict[str, Any]:
@@ -114,6 +115,7 @@ def info_to_dict(info: WeightsInfo) -> dict[str, Any]:
                              "encoder": b.encoder if b.arch == "swiftnet" else None, "width": b.width,
                              "description": keyframe_network(info.config)},
         "deployment": {"default_mode": info.config.default_mode, "flow_source": info.config.flow_source,
+                       "inference_size": info.config.inference_size,
                        "distortion": to_dict(info.config.distortion), "update_branch": update_branch(info.config),
                        "default_mode_reason": info.default_mode_reason},
         "recipe": info.recipe,

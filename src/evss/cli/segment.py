@@ -24,6 +24,19 @@ def _map_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _inference_size(text: str) -> int:
+    """--inference-size: pixels of the longer side (at least 64), or "full" (0: the frames' own size)."""
+    if text.strip().lower() == "full":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of pixels or 'full'") from None
+    if value < 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: the longer side must be at least 64 pixels (or full)")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", nargs="*",
                    help="video file (anything FFmpeg reads), folder of frames, or a quoted glob; several inputs, a "
@@ -88,6 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_backend_arguments(r)
     r.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                    help="downscale frames so the longer side is at most this (outputs at that size)")
+    r.add_argument("--inference-size", type=_inference_size, default=None, metavar="PIXELS|full",
+                   help="segment frames whose longer side is over PIXELS downscaled to it and upsample the labels "
+                        "(outputs keep the frames' size); full: every frame at its own size; default: the weights' "
+                        "inference_size (`evss weights` shows it; none: full)")
     r.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget, e.g. 2G or 1500M (default: half the available memory, at most 3G); a frame "
                         "whose estimated peak is over it is segmented at a smaller size and its labels upsampled, "

@@ -15,7 +15,7 @@ from pathlib import Path
 from evss.backends import check_backend
 from evss.errors import EvssError
 from evss.media.reader import ON_ERROR
-from evss.memory import parse_bytes
+from evss.memory import MIN_SIDE, parse_bytes
 from evss.pipeline.outputs import MAP_NAMES
 from evss.segmenter import MODES, PROPAGATIONS
 
@@ -49,6 +49,9 @@ class SegmentOptions:
     backend: str = "torch"  # runs the networks: "torch", "onnxruntime" (the keyframe network) or "openvino" (all)
     precision: str = "fp32"  # "fp32", or "int8" with backend "openvino" (NNCF post-training quantisation)
     max_size: int | None = None  # downscale frames so the longer side is at most this (outputs at that size)
+    # segment frames whose longer side is over this downscaled to it, the labels upsampled (outputs keep
+    # the frames' size); None: the weights' inference_size; 0: every frame at its own size
+    inference_size: int | None = None
     max_memory: str | None = None  # memory budget such as "2G"; None: half the available memory, at most 3G
     allow_downscale: bool = True  # over the budget: segment a downscaled copy (False: stop with an error)
     fps: float | None = None  # frame rate of a folder of frames (default 25)
@@ -60,6 +63,8 @@ class SegmentOptions:
             raise EvssError(f"--keyframe-interval must be >= 1, got {self.keyframe_interval}")
         if self.max_size is not None and self.max_size < 16:
             raise EvssError(f"--max-size must be at least 16 pixels, got {self.max_size}")
+        if self.inference_size is not None and self.inference_size != 0 and self.inference_size < MIN_SIDE:
+            raise EvssError(f"--inference-size must be at least {MIN_SIDE} pixels (or full), got {self.inference_size}")
         if self.max_memory is not None:
             parse_bytes(self.max_memory)  # a bad value is reported before anything is opened
         if self.mode is not None and self.mode not in MODES:

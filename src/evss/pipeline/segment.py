@@ -18,9 +18,10 @@ Memory is budgeted before the first frame (:func:`evss.memory.segment_plan`): th
 estimated from the model config and the frame size; over ``max_memory`` (default: half the
 available memory, at most 3 GB) the model segments a downscaled copy and the labels are
 upsampled, so the video, label PNGs and maps keep the input's size (``allow_downscale=False``
-stops with the estimate instead). Frames over 8 MB travel through shorter queues, frames over
-64 MB through none; a size H.264 cannot encode (over 16384 pixels a side) gets a smaller video,
-said so, while the label PNGs keep the input's size.
+stops with the estimate instead). Weights with an ``inference_size`` (or ``inference_size`` in the
+options) have frames whose longer side is over it segmented downscaled to it the same way. Frames
+over 8 MB travel through shorter queues, frames over 64 MB through none; a size H.264 cannot encode
+(over 16384 pixels a side) gets a smaller video, said so, while the label PNGs keep the input's size.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from evss.pipeline.options import OutputOptions, SegmentOptions
 from evss.pipeline.outputs import LabelFolderSink, MapVideoSink, Outputs, VideoSink, map_sink, maps_as_video
 from evss.pipeline.progress import Progress, StopOnSigint
 from evss.pipeline.report import SegmentReport, report
-from evss.pipeline.session import LoadedWeights, Notice, Run, describe, open_run
+from evss.pipeline.session import LoadedWeights, Notice, Run, describe, inference_note, open_run
 from evss.visualize import render
 
 
@@ -170,10 +171,14 @@ def _encode(run: Run, sinks: Outputs, video: VideoSink, outputs: OutputOptions, 
 def _size_notices(run: Run, outputs: OutputOptions, notice: Notice) -> None:
     """Say where the model, the video or the encoder work at another size than the outputs."""
     plan, (vh, vw) = run.plan.plan, run.plan.video
-    h, w = plan.out_height, plan.out_width
+    h, w = run.info.height, run.info.width  # the outputs' size
     factor = outputs.layout_factor
+    note = inference_note(run)  # frames over the weights' inference size
+    if note:
+        notice(note)
     if plan.downscaled:
-        notice(f"note: {w}x{h} frames need about {format_bytes(plan.full_estimate)} with this model, over the "
+        notice(f"note: {plan.out_width}x{plan.out_height} frames need about {format_bytes(plan.full_estimate)} "
+               "with this model, over the "
                f"memory budget of {format_bytes(plan.budget.bytes)} ({plan.budget.source}); segmenting at "
                f"{plan.width}x{plan.height} and upsampling the labels to {w}x{h} (--max-memory raises the budget, "
                "--no-downscale stops instead)")

@@ -77,6 +77,8 @@ class Run:
     mode: str
     flow_name: str
     device: torch.device
+    inference_size: int | None = None  # the longest side the model segments at (None: the frames' own size)
+    inference_from: str = ""  # where it was set: "these weights" or "--inference-size"
 
     def close(self) -> None:
         self.reader.close()
@@ -127,8 +129,9 @@ def _prepare(reader: VideoReader, source: str | Path, options: SegmentOptions, o
                                      else (info.source_height, info.source_width)):
         notice(f"note: frames downscaled to {info.width}x{info.height} (--max-size {options.max_size}); "
                "outputs are at that size")
+    inference, inference_from = inference_size(options, weights.config)
     plan = _plan(info, weights.config, options, outputs or OutputOptions(), device, dtype, source,
-                 results_only=outputs is None, maps=return_maps)
+                 results_only=outputs is None, maps=return_maps, max_side=inference)
     flow_source = make_flow_source(flow_name, weights.model)
     mv = flow_source if isinstance(flow_source, MVFlow) else None
     policy = None
@@ -142,19 +145,38 @@ def _prepare(reader: VideoReader, source: str | Path, options: SegmentOptions, o
                          device=device, flow=flow_source, keyframe_policy=policy,
                          return_maps=return_maps, dtype=dtype)
     return Run(reader=reader, info=info, weights=weights, segmenter=seg, mv=mv, plan=plan, mode=mode,
-               flow_name=flow_name, device=device)
+               flow_name=flow_name, device=device, inference_size=inference, inference_from=inference_from)
+
+
+def inference_size(options: SegmentOptions, config: EVSSConfig) -> tuple[int | None, str]:
+    """(the longest side the model segments at, who set it): ``options.inference_size`` when given
+    (0: the frames' own size), else the weights' ``inference_size`` (None: the frames' own size)."""
+    if options.inference_size is not None:
+        return options.inference_size or None, "--inference-size"
+    return config.inference_size, "these weights"
+
+
+def inference_note(run: Run) -> str | None:
+    """The note of a run whose frames are over the inference size: where they are segmented, and why."""
+    if run.plan.inference is None:
+        return None
+    (ih, iw), (h, w) = run.plan.inference, (run.info.height, run.info.width)
+    how = ("the inference size of these weights; --inference-size N or full overrides it" if
+           run.inference_from == "these weights" else f"--inference-size {run.inference_size}")
+    return (f"note: {w}x{h} frames are segmented at {iw}x{ih} (longer side {run.inference_size}: {how}) and "
+            f"the labels upsampled to {w}x{h}")
 
 
 def _plan(info: VideoInfo, config: EVSSConfig, options: SegmentOptions, outputs: OutputOptions,
           device: torch.device, dtype: torch.dtype, source: str | Path, *, results_only: bool,
-          maps: bool) -> memory.SegmentPlan:
+          maps: bool, max_side: int | None = None) -> memory.SegmentPlan:
     """The memory plan: the outputs' buffers as written (a streaming run keeps the results instead)."""
     n_maps = len(outputs.maps) if outputs.save_maps else (3 if maps and results_only else 0)
     return memory.segment_plan(info.height, info.width, config=config, device=device,
                                dtype_bytes=torch.finfo(dtype).bits // 8, layout_factor=outputs.layout_factor,
                                maps=n_maps, map_videos=bool(outputs.save_maps) and maps_as_video(outputs.save_maps),
                                labels=bool(outputs.save_labels) or results_only, max_memory=options.max_memory,
-                               allow_downscale=options.allow_downscale, what=str(source))
+                               allow_downscale=options.allow_downscale, what=str(source), max_side=max_side)
 
 
 def describe(run: Run, options: SegmentOptions) -> list[str]:

@@ -27,7 +27,7 @@ from evss.memory import format_bytes
 from evss.pipeline.loop import model_inputs, segment_frames
 from evss.pipeline.options import SegmentOptions
 from evss.pipeline.progress import Progress
-from evss.pipeline.session import LoadedWeights, Notice, open_run
+from evss.pipeline.session import LoadedWeights, Notice, inference_note, open_run
 
 
 def _stderr(msg: str) -> None:
@@ -59,10 +59,13 @@ def stream_video(source: str | Path, options: SegmentOptions = SegmentOptions(),
     frames or a glob). ``weights`` reuses a model from :func:`evss.pipeline.load`."""
     run = open_run(source, options, outputs=None, weights=weights, notice=notice, return_maps=return_maps)
     plan = run.plan.plan
+    note = inference_note(run)  # frames over the weights' inference size
+    if note:
+        notice(note)
     if plan.downscaled:
         notice(f"note: {plan.out_width}x{plan.out_height} frames are over the memory budget of "
                f"{format_bytes(plan.budget.bytes)} ({plan.budget.source}) with this model; segmenting at "
-               f"{plan.width}x{plan.height}, the labels upsampled to {plan.out_width}x{plan.out_height}")
+               f"{plan.width}x{plan.height}, the labels upsampled to {run.info.width}x{run.info.height}")
     progress = Progress()
     frames = prefetch(model_inputs(run.reader, run.plan.plan.height, run.plan.plan.width), depth=run.plan.depth)
     bar = tqdm(total=run.info.frames, unit="frame", desc="segment", disable=not options.progress,
