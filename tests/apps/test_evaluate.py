@@ -76,3 +76,27 @@ def test_eval_scores_a_19_class_model_on_camvid_labels_collapsed(tmp_path, tiny_
     assert main(["eval", "--weights", str(tiny_weights), "--data", "cityscapes_pix2pix", "--root", str(root),
                  "--out", str(tmp_path / "no")]) == 2
     assert "a model in the camvid label space cannot be scored on cityscapes labels" in capsys.readouterr().err
+
+
+def test_eval_segments_at_the_weights_inference_size_and_the_flag_overrides_it(tmp_path, tiny_model, tiny_weights,
+                                                                              capsys):
+    """96x64 SynthDrive frames under weights whose inference size is 64: segmented at 64x42 and scored
+    upsampled, as `evss segment` runs them; --inference-size full scores them at their own size."""
+    import dataclasses
+
+    from evss.checkpoint import save_model
+    from evss.config import preset
+    at64 = save_model(tmp_path / "at64.safetensors", tiny_model, dataclasses.replace(preset("tiny"), inference_size=64))
+    common = ["--data", "synthdrive", "--clips", "1", "--frames", "3", "--size", "64x96", "--methods", "per_frame",
+              "--intervals", "1", "--tc-flow", "none", "--costs-size", "", "--threads", "1"]
+
+    def miou(weights, *flags):
+        out = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        assert main(["eval", "--weights", str(weights), *common, *flags, "--out", str(out)]) == 0
+        return json.loads((out / "report.json").read_text())["methods"]["per_frame"]["intervals"]["1"]["miou"]
+
+    own = miou(at64)
+    assert "96x64 frames are segmented at 64x42 (longer side 64: the inference size of these weights)" in (
+        capsys.readouterr().err)
+    assert own == miou(tiny_weights, "--inference-size", "64")
+    assert miou(at64, "--inference-size", "full") == miou(tiny_weights) != own

@@ -71,10 +71,20 @@ def schedule(args: argparse.Namespace, opened: EvalSource) -> tuple[tuple[int, .
 
 
 def _model_size(args: argparse.Namespace, source: Any, config: Any, *, tc: bool) -> tuple[int, int] | None:
-    """The size frames are segmented at when the memory plan downscales them (None: as they are)."""
+    """The size frames are segmented at: the inference size (``--inference-size``, else the weights')
+    for frames larger than it, smaller still where the memory plan downscales them (None: as they are)."""
     mem = eval_memory_plan(source=source, config=config, models=1 + len(args.compare) + len(args.variant),
                            budget=resolve_budget(args.max_memory), allow_downscale=not args.no_downscale,
                            tc=tc, what=f"evss eval --data {args.data}")
+    given = getattr(args, "inference_size", None)
+    cap = config.inference_size if given is None else (given or None)
+    shape = memory.inference_shape(mem.out_height, mem.out_width, cap)
+    if shape is not None and (not mem.downscaled or shape[0] * shape[1] <= mem.height * mem.width):
+        how = "the inference size of these weights" if given is None else f"--inference-size {given}"
+        print(f"note: {mem.out_width}x{mem.out_height} frames are segmented at {shape[1]}x{shape[0]} (longer side "
+              f"{cap}: {how}) and the labels upsampled to {mem.out_width}x{mem.out_height} for scoring",
+              file=sys.stderr)
+        return shape
     if not mem.downscaled:
         return None
     print(f"note: {mem.out_width}x{mem.out_height} frames need about {format_bytes(mem.full_estimate)} with this "

@@ -35,6 +35,19 @@ def unit_float(text: str) -> float:
     return value
 
 
+def inference_size(text: str) -> int:
+    """``--inference-size``: pixels of the longer side (at least 64), or ``full`` (0: the frames' own size)."""
+    if text.strip().lower() == "full":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of pixels or 'full'") from None
+    if value < 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: the longer side must be at least 64 pixels (or full)")
+    return value
+
+
 def override(text: str) -> str:
     """``KEY=VALUE`` (the value is read later, by :func:`evss.config.parse_override`)."""
     key, sep, _ = text.partition("=")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import PROPAGATIONS, add_backend_arguments, int_list, optional_size, size
+from evss.cli.args import PROPAGATIONS, add_backend_arguments, inference_size, int_list, optional_size, size
 
 # A literal copy of evss.evaluation.data.DATA_KINDS (the parser must not import torch)
 DATA_KINDS = ("synthdrive", "camvid", "cityscapes_pix2pix")
@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     add_backend_arguments(p)
+    p.add_argument("--inference-size", type=inference_size, default=None, metavar="PIXELS|full",
+                   help="segment frames whose longer side is over PIXELS downscaled to it and score the labels "
+                        "upsampled (as evss segment); full: every frame at its own size; default: the weights' "
+                        "inference_size")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget, e.g. 2G (default: half the available memory, at most 3G); frames whose "
                         "estimated peak is over it are segmented smaller and the labels upsampled for scoring")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evss.cli.args import PROPAGATIONS, add_backend_arguments, unit_float
+from evss.cli.args import PROPAGATIONS, add_backend_arguments, inference_size, unit_float
 
 # Literal copies of evss.checkpoint.DEFAULT_WEIGHTS, evss.flow_sources.FLOW_SOURCES,
 # evss.visualize.LAYOUTS and evss.pipeline.outputs.MAP_NAMES (a test checks they agree): the parser is
@@ -22,19 +22,6 @@ def _map_list(text: str) -> tuple[str, ...]:
     if bad or not names:
         raise argparse.ArgumentTypeError(f"--maps takes a comma list of {', '.join(MAP_NAMES)}, got {text!r}")
     return names
-
-
-def _inference_size(text: str) -> int:
-    """--inference-size: pixels of the longer side (at least 64), or "full" (0: the frames' own size)."""
-    if text.strip().lower() == "full":
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of pixels or 'full'") from None
-    if value < 64:
-        raise argparse.ArgumentTypeError(f"{text!r}: the longer side must be at least 64 pixels (or full)")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,7 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_backend_arguments(r)
     r.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                    help="downscale frames so the longer side is at most this (outputs at that size)")
-    r.add_argument("--inference-size", type=_inference_size, default=None, metavar="PIXELS|full",
+    r.add_argument("--inference-size", type=inference_size, default=None, metavar="PIXELS|full",
                    help="segment frames whose longer side is over PIXELS downscaled to it and upsample the labels "
                         "(outputs keep the frames' size); full: every frame at its own size; default: the weights' "
                         "inference_size (`evss weights` shows it; none: full)")
