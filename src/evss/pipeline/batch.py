@@ -92,7 +92,10 @@ def expand(entries: Iterable[str]) -> list[tuple[str, PurePosixPath]]:
 
 def is_batch(inputs: Sequence[str], list_file: Path | None) -> bool:
     """Whether the inputs make a batch (else one input: `evss segment`'s single-file behaviour)."""
-    return list_file is not None or len(inputs) != 1 or len(expand(inputs)) != 1 or expand(inputs)[0][0] != inputs[0]
+    if list_file is not None or len(inputs) != 1:
+        return True
+    found = expand(inputs)  # a folder or glob of videos is a batch even when it is one argument
+    return len(found) != 1 or found[0][0] != inputs[0]
 
 
 def plan(entries: Sequence[str], out_dir: Path, outputs: OutputOptions) -> list[BatchItem]:
